@@ -1,0 +1,15 @@
+#ifndef CHIREDIS_SHIMS_H
+#define CHIREDIS_SHIMS_H
+
+#include <stddef.h>
+#include <hiredis/hiredis.h>
+
+/// The reader's error text, or NULL when it has none.
+/// Why a shim: `errstr` is a fixed char array (a tuple in Swift) read through the `redisReaderGetError` macro.
+const char *CHiredisShims_readerGetError(const redisReader *reader);
+
+/// Creates a reader that keeps at most `maxbuf` unused bytes (0 = hiredis' default).
+/// Why a shim: `maxbuf` is a field that Swift can set, but keeping reader setup in C keeps it next to hiredis' own defaults.
+redisReader *CHiredisShims_readerCreate(size_t maxbuf);
+
+#endif

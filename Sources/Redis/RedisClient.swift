@@ -1,0 +1,170 @@
+import Atomics
+public import Logging
+public import NIOCore
+public import NIOPosix
+import NIOConcurrencyHelpers
+public import ServiceLifecycle
+
+/// What happened to a pooled connection, for whoever decides what is worth logging (the executable).
+public enum RedisConnectionEvent: Sendable {
+    /// Connection `slot` is up: connected, authenticated, database selected.
+    case connected(slot: Int)
+    /// An attempt to (re)connect `slot` failed; another follows after a backoff.
+    case connectFailed(slot: Int, error: RedisError)
+    /// Connection `slot` closed; commands in flight on it failed.
+    case disconnected(slot: Int)
+}
+
+/// An async/await Redis client over a small pool of pipelined connections.
+///
+/// SwiftNIO owns the sockets and hiredis does the protocol (`redisFormatCommandArgv` to encode, a
+/// `redisReader` to decode), so no call ever blocks a thread. Each connection carries many commands at
+/// once; concurrent callers are spread over the pool round-robin, which pipelines them for free.
+///
+/// The client is a ServiceLifecycle `Service`: `run()` dials the connections, keeps them up (reconnecting
+/// with capped, jittered exponential backoff) and closes them on graceful shutdown or cancellation.
+/// While no connection is up, commands fail at once with `RedisError.unavailable` rather than queue.
+public final class RedisClient: Service, Sendable {
+    /// The client's settings.
+    public let configuration: RedisConfiguration
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let onEvent: @Sendable (RedisConnectionEvent) -> Void
+    private let slots: [NIOLockedValueBox<RedisConnection?>]
+    private let nextSlot = ManagedAtomic(0)
+    private let isShutdown = ManagedAtomic(false)
+
+    /// Creates a client; nothing connects until `run()`.
+    /// - Parameters:
+    ///   - configuration: where Redis is and how patient to be.
+    ///   - eventLoopGroup: the loops the connections live on (share the HTTP server's to save thread hops).
+    ///   - logger: debug-level connection logs.
+    ///   - onEvent: told of connects, failures and disconnects.
+    public init(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "redis"),
+        onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void = { _ in }
+    ) {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.onEvent = onEvent
+        self.slots = (0..<configuration.connectionCount).map { _ in NIOLockedValueBox(nil) }
+    }
+
+    /// Keeps every pooled connection up until graceful shutdown or cancellation, then closes them.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for index in self.slots.indices {
+                    group.addTask { await self.maintain(slot: index) }
+                }
+            }
+        }
+    }
+
+    /// Whether at least one connection is up.
+    public var isConnected: Bool {
+        slots.contains { slot in slot.withLockedValue { $0?.isActive ?? false } }
+    }
+
+    /// Waits (without blocking a thread) until a connection is up, for start-up code and tests.
+    /// - Throws: `RedisError.timeout` when none comes up in time.
+    public func waitUntilConnected(timeout: Duration = .seconds(5)) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while !isConnected {
+            guard clock.now < deadline else { throw RedisError.timeout }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Sends any command and returns its reply.
+    /// - Throws: `RedisError.server` for an error reply, `.unavailable` when no connection is up,
+    ///   `.timeout`, `.connectionClosed`, `.overloaded`.
+    public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
+        let connection = try pickConnection()
+        let reply: RESPValue
+        do {
+            reply = try await connection.send(command, reserved: true)
+        } catch let error as RedisError {
+            throw error
+        } catch {
+            throw .connectionClosed
+        }
+        if case .error(let message) = reply { throw .server(message) }
+        return reply
+    }
+
+    /// Sends a command given by name and arguments: `client.send("SET", key, value)`.
+    public func send(_ name: String, _ arguments: any RESPArgument...) async throws(RedisError) -> RESPValue {
+        try await send(RedisCommand(name, arguments))
+    }
+
+    /// Sends several commands in one write on one connection and returns their replies in order.
+    /// Error replies stay in place as `.error` values; nothing else is sent between them.
+    public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
+        guard !commands.isEmpty else { return [] }
+        let connection = try pickConnection(replies: commands.count)
+        do {
+            return try await connection.pipeline(commands)
+        } catch let error as RedisError {
+            throw error
+        } catch {
+            throw .connectionClosed
+        }
+    }
+
+    private func pickConnection(replies: Int = 1) throws(RedisError) -> RedisConnection {
+        if isShutdown.load(ordering: .relaxed) { throw .shutdown }
+        let count = slots.count
+        let start = nextSlot.loadThenWrappingIncrement(ordering: .relaxed)
+        var sawConnection = false
+        for offset in 0..<count {
+            let index = (start &+ offset) % count
+            guard let connection = slots[index].withLockedValue({ $0 }), connection.isActive else { continue }
+            sawConnection = true
+            if connection.reserve(replies) { return connection }
+        }
+        throw sawConnection ? .overloaded : .unavailable
+    }
+
+    private func maintain(slot index: Int) async {
+        var delay = configuration.minimumReconnectDelay
+        var logger = self.logger
+        logger[metadataKey: "redis.connection"] = "\(index)"
+        while !Task.isCancelled {
+            do {
+                let connection = try await RedisConnection.connect(to: configuration, on: eventLoopGroup.next())
+                slots[index].withLockedValue { $0 = connection }
+                logger.debug("connected to Redis", metadata: ["redis.endpoint": "\(configuration)"])
+                onEvent(.connected(slot: index))
+                delay = configuration.minimumReconnectDelay
+                await withTaskCancellationHandler {
+                    try? await connection.channel.closeFuture.get()
+                } onCancel: {
+                    connection.channel.close(promise: nil)
+                }
+                slots[index].withLockedValue { $0 = nil }
+                if Task.isCancelled { break }
+                logger.debug("Redis connection closed")
+                onEvent(.disconnected(slot: index))
+            } catch {
+                let redisError = error as? RedisError ?? .unreachable("cannot connect to Redis")
+                logger.debug("cannot connect to Redis", metadata: ["error": "\(redisError.message)"])
+                onEvent(.connectFailed(slot: index, error: redisError))
+            }
+            // Full jitter keeps many instances from reconnecting in lockstep after a Redis restart.
+            let jittered = delay * Double.random(in: 0.5...1.0)
+            try? await Task.sleep(for: jittered)
+            delay = min(delay * 2, configuration.maximumReconnectDelay)
+        }
+        isShutdown.store(true, ordering: .relaxed)
+        let connection = slots[index].withLockedValue { connection in
+            defer { connection = nil }
+            return connection
+        }
+        await connection?.close()
+    }
+}

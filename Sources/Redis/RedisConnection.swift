@@ -1,0 +1,127 @@
+import Atomics
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One connection to Redis: a SwiftNIO channel with a `RedisChannelHandler`, and many commands in flight on it.
+final class RedisConnection: Sendable {
+    let channel: any Channel
+    private let inFlight: ManagedAtomic<Int>
+    private let maxInFlight: Int
+
+    private init(channel: any Channel, inFlight: ManagedAtomic<Int>, maxInFlight: Int) {
+        self.channel = channel
+        self.inFlight = inFlight
+        self.maxInFlight = maxInFlight
+    }
+
+    /// Connects, then authenticates and selects the database before anyone else may use the connection.
+    static func connect(
+        to configuration: RedisConfiguration,
+        on eventLoop: any EventLoop
+    ) async throws -> RedisConnection {
+        let inFlight = ManagedAtomic(0)
+        let commandTimeout = TimeAmount(configuration.commandTimeout)
+        // A connection whose oldest command waits this long is presumed dead (a black-holed peer, say).
+        let stallTimeout = max(commandTimeout * 4, .seconds(2))
+        var bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(configuration.connectTimeout))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let handler = RedisChannelHandler(commandTimeout: commandTimeout, stallTimeout: stallTimeout) {
+                        inFlight.wrappingDecrement(ordering: .relaxed)
+                    }
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let channel: any Channel
+        do {
+            switch configuration.endpoint {
+            case .tcp(let host, let port):
+                bootstrap = bootstrap
+                    .channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                    .channelOption(.socketOption(.so_keepalive), value: 1)
+                    // Notice a dead peer within about 30 s instead of the kernel's two hours.
+                    .channelOption(.tcpOption(.init(rawValue: TCP_KEEPIDLE)), value: 15)
+                    .channelOption(.tcpOption(.init(rawValue: TCP_KEEPINTVL)), value: 5)
+                    .channelOption(.tcpOption(.init(rawValue: TCP_KEEPCNT)), value: 3)
+                channel = try await bootstrap.connect(host: host, port: port).get()
+            case .unixSocket(let path):
+                channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
+            }
+        } catch let error as ChannelError where error == .connectTimeout(TimeAmount(configuration.connectTimeout)) {
+            throw RedisError.timeout
+        } catch {
+            throw RedisError.unavailableBecause(error)
+        }
+        let connection = RedisConnection(channel: channel, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection)
+        do {
+            // The handshake: any error reply (WRONGPASS, NOAUTH, a bad database) keeps the connection from service.
+            var handshake: [RedisCommand] = []
+            if let password = configuration.password {
+                var auth = RedisCommand("AUTH")
+                if let username = configuration.username { auth.append(username) }
+                auth.append(password)
+                handshake.append(auth)
+            }
+            if configuration.database != 0 { handshake.append(RedisCommand("SELECT", [configuration.database])) }
+            handshake.append(RedisCommand("PING"))
+            for command in handshake {
+                if case .error(let message) = try await connection.send(command) { throw RedisError.server(message) }
+            }
+        } catch {
+            channel.close(promise: nil)
+            throw error
+        }
+        return connection
+    }
+
+    /// Whether the channel is still open.
+    var isActive: Bool { channel.isActive }
+
+    /// Reserves room for `count` replies; false when the connection already has its maximum in flight.
+    func reserve(_ count: Int = 1) -> Bool {
+        if inFlight.loadThenWrappingIncrement(by: count, ordering: .relaxed) + count <= maxInFlight { return true }
+        inFlight.wrappingDecrement(by: count, ordering: .relaxed)
+        return false
+    }
+
+    /// Sends a command and waits for its reply. Error replies come back as `.error` values, not thrown.
+    /// Callers that did not `reserve()` (the handshake) still count against the limit.
+    func send(_ command: RedisCommand, reserved: Bool = false) async throws -> RESPValue {
+        if !reserved { inFlight.wrappingIncrement(ordering: .relaxed) }
+        var buffer = channel.allocator.buffer(capacity: command.storage.count + 16 * command.count + 16)
+        command.encode(into: &buffer)
+        return try await write(buffer, replyCount: 1)
+    }
+
+    /// Sends several commands in one write; their replies come back in order. Room must be reserved.
+    func pipeline(_ commands: [RedisCommand]) async throws -> [RESPValue] {
+        var buffer = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count + 16 })
+        for command in commands { command.encode(into: &buffer) }
+        return try await write(buffer, replyCount: commands.count).array ?? []
+    }
+
+    private func write(_ bytes: ByteBuffer, replyCount: Int) async throws -> RESPValue {
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        // If the write never reaches the handler (the channel closed under it), fail the command instead of hanging.
+        channel.writeAndFlush(RedisRequest(bytes: bytes, promise: promise, replyCount: replyCount)).cascadeFailure(to: promise)
+        return try await promise.futureResult.get()
+    }
+
+    /// Closes the channel; commands in flight fail with `.connectionClosed`.
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+extension RedisError {
+    /// A connection failure, described without anything secret (NIO's errors name only addresses).
+    static func unavailableBecause(_ error: any Error) -> RedisError {
+        if let error = error as? RedisError { return error }
+        return .unreachable("cannot connect to Redis: \(error)")
+    }
+}

@@ -1,0 +1,18 @@
+import Crypto
+
+/// A Lua script with its SHA-1, so it can be run by hash (`EVALSHA`) and sent in full only when Redis lacks it.
+public struct RedisScript: Sendable, Hashable {
+    /// The Lua source.
+    public let source: String
+    /// The lowercase hex SHA-1 of the source, as Redis names scripts.
+    public let sha1: String
+
+    /// Wraps a Lua source and computes its SHA-1.
+    public init(_ source: String) {
+        self.source = source
+        self.sha1 = Insecure.SHA1.hash(data: Array(source.utf8)).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}

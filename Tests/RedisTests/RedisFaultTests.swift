@@ -1,0 +1,136 @@
+import Foundation
+import NIOCore
+import Redis
+import Testing
+import TestSupport
+
+@Suite struct RedisFaultTests {
+    @Test func killingRedisFailsInFlightCommandsPromptlyAndTheClientRecovers() async throws {
+        let server = try await RedisServerProcess.started()
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.commandTimeout = .seconds(1)
+        try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
+            #expect(try await redis.ping())
+            let clock = ContinuousClock()
+            let started = clock.now
+            // Pause Redis so the commands below are still in flight when it dies.
+            _ = try await redis.send("CLIENT", "PAUSE", "5000", "ALL")
+            let inFlight = Task {
+                try await withThrowingTaskGroup(of: Result<RESPValue, RedisError>.self) { group in
+                    for _ in 0..<200 {
+                        group.addTask {
+                            do { return .success(try await redis.send("PING")) } catch let error as RedisError { return .failure(error) } catch { return .failure(.protocolViolation) }
+                        }
+                    }
+                    var results: [Result<RESPValue, RedisError>] = []
+                    for try await result in group { results.append(result) }
+                    return results
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))
+            await server.kill()
+            let results = try await inFlight.value
+            let elapsed = clock.now - started
+            #expect(elapsed < .seconds(2), "in-flight commands must fail within the timeout, took \(elapsed)")
+            let failures = results.compactMap { result -> RedisError? in if case .failure(let e) = result { return e } else { return nil } }
+            #expect(failures.count == 200, "every in-flight command fails")
+            #expect(failures.allSatisfy { $0 == .connectionClosed || $0 == .unavailable }, "\(Set(failures.map(\.message)))")
+
+            // While Redis is down, commands fail fast instead of queueing.
+            let downStart = clock.now
+            await #expect(throws: RedisError.unavailable) { try await redis.ping() }
+            #expect(clock.now - downStart < .milliseconds(100))
+
+            try await server.start()
+            let back = clock.now
+            try await redis.waitUntilConnected(timeout: .seconds(3))
+            #expect(clock.now - back < .seconds(2), "reconnect took \(clock.now - back)")
+            var answered = false
+            for _ in 0..<100 where !answered {
+                answered = (try? await redis.ping()) ?? false
+                if !answered { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(answered)
+        }
+        await server.stop()
+    }
+
+    @Test func pausedRedisHitsTheCommandTimeoutAndThenWorksAgain() async throws {
+        let server = try await RedisServerProcess.started()
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.commandTimeout = .milliseconds(300)
+        configuration.connectionCount = 1
+        try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
+            let key = TestRedis.uniqueKey()
+            try await redis.set(key, to: "before")
+            _ = try await redis.send("CLIENT", "PAUSE", "1200", "ALL")
+            let clock = ContinuousClock()
+            let start = clock.now
+            await #expect(throws: RedisError.timeout) { try await redis.get(key) }
+            let waited = clock.now - start
+            #expect(waited >= .milliseconds(250) && waited < .milliseconds(900), "timed out after \(waited)")
+            try await Task.sleep(for: .milliseconds(1200))
+            // The timed-out reply arrives late and is dropped; later replies still match their commands.
+            #expect(try await redis.get(key) == ByteBuffer(string: "before"))
+            #expect(try await redis.send("ECHO", "after").string == "after")
+        }
+        await server.stop()
+    }
+
+    @Test func clientStartedBeforeRedisConnectsWhenItAppears() async throws {
+        let server = try RedisServerProcess()
+        let configuration = try RedisConfiguration(url: server.url)
+        try await TestRedis.withClient(configuration, waitForConnection: false) { (redis: RedisClient) async throws in
+            await #expect(throws: RedisError.unavailable) { try await redis.ping() }
+            try await server.start()
+            try await redis.waitUntilConnected(timeout: .seconds(3))
+            #expect(try await redis.ping())
+        }
+        await server.stop()
+    }
+
+    @Test func inFlightCommandsAreBoundedNotQueued() async throws {
+        let server = try await RedisServerProcess.started()
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.connectionCount = 1
+        configuration.maxInFlightPerConnection = 8
+        configuration.commandTimeout = .seconds(2)
+        try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
+            _ = try await redis.send("CLIENT", "PAUSE", "300", "ALL")
+            let results = await withTaskGroup(of: RedisError?.self) { group in
+                for _ in 0..<40 {
+                    group.addTask {
+                        do { _ = try await redis.send("PING"); return nil } catch let error as RedisError { return error } catch { return .protocolViolation }
+                    }
+                }
+                var errors: [RedisError?] = []
+                for await result in group { errors.append(result) }
+                return errors
+            }
+            #expect(results.filter { $0 == .overloaded }.count == 32, "\(results)")
+            #expect(results.filter { $0 == nil }.count == 8)
+            #expect(try await redis.ping())
+        }
+        await server.stop()
+    }
+
+    @Test func unresolvableHostFailsWithATypedError() async throws {
+        var configuration = try RedisConfiguration(url: "redis://no-such-host.invalid:6379")
+        configuration.connectTimeout = .milliseconds(500)
+        try await TestRedis.withClient(configuration, waitForConnection: false) { (redis: RedisClient) async throws in
+            try await Task.sleep(for: .milliseconds(200))
+            await #expect(throws: RedisError.unavailable) { try await redis.ping() }
+        }
+    }
+
+    @Test func shutdownClosesConnectionsAndLaterCommandsFail() async throws {
+        let configuration = try TestRedis.configuration()
+        let client = RedisClient(configuration: configuration)
+        let runner = Task { try await client.run() }
+        try await client.waitUntilConnected()
+        #expect(try await client.ping())
+        runner.cancel()
+        _ = try? await runner.value
+        await #expect(throws: RedisError.shutdown) { try await client.ping() }
+    }
+}

@@ -1,0 +1,168 @@
+import Foundation
+public import Redis
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shared throwaway Redis that scripts/test starts, and helpers to start private ones.
+public enum TestRedis {
+    /// The URL of the shared test Redis. A missing variable is a failure, never a skip: run tests via scripts/test.
+    public static var url: String {
+        guard let url = ProcessInfo.processInfo.environment["TEST_REDIS_URL"] else {
+            fatalError("TEST_REDIS_URL is not set: run the tests with scripts/test, which starts Redis")
+        }
+        return url
+    }
+
+    /// The shared test Redis' configuration, with optional tweaks.
+    public static func configuration(_ tweak: (inout RedisConfiguration) -> Void = { _ in }) throws -> RedisConfiguration {
+        var configuration = try RedisConfiguration(url: url)
+        tweak(&configuration)
+        return configuration
+    }
+
+    /// A key no other test uses.
+    public static func uniqueKey(_ label: String = "test") -> String {
+        "test:\(label):\(UUID().uuidString.lowercased())"
+    }
+
+    @discardableResult
+    /// Runs `body` with a running, connected client, and shuts the client down afterwards.
+    public static func withClient<Result: Sendable>(
+        _ configuration: RedisConfiguration,
+        waitForConnection: Bool = true,
+        _ body: @Sendable (RedisClient) async throws -> Result
+    ) async throws -> Result {
+        let client = RedisClient(configuration: configuration)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.run() }
+            defer { group.cancelAll() }
+            if waitForConnection { try await client.waitUntilConnected(timeout: .seconds(5)) }
+            return try await body(client)
+        }
+    }
+}
+
+/// A private redis-server process for tests that stop, kill or pause Redis.
+public final class RedisServerProcess: @unchecked Sendable {
+    // @unchecked: `pid` is only touched by the test that owns this object, one call at a time.
+    public let port: Int
+    private let directory: URL
+    private let extraArguments: [String]
+    private var pid: pid_t?
+
+    /// Prepares a redis-server on a free loopback port; `start()` runs it.
+    public init(arguments: [String] = []) throws {
+        self.port = try Self.freePort()
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-test-\(UUID().uuidString)")
+        self.extraArguments = arguments
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    /// Starts a redis-server on a free loopback port and waits until it accepts connections.
+    public static func started(arguments: [String] = []) async throws -> RedisServerProcess {
+        let server = try RedisServerProcess(arguments: arguments)
+        try await server.start()
+        return server
+    }
+
+    deinit {
+        if let pid {
+            Glibc.kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// This server's URL.
+    public var url: String { "redis://127.0.0.1:\(port)/0" }
+
+    /// Starts (or restarts) the server on the same port, and waits until it accepts connections.
+    public func start() async throws {
+        let executable = ProcessInfo.processInfo.environment["TEST_REDIS_SERVER"] ?? "/usr/bin/redis-server"
+        let arguments = [executable, "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
+                         "--logfile", directory.appendingPathComponent("redis.log").path] + extraArguments
+        // posix_spawn with an empty signal mask: a child inherits its spawning thread's mask, and the
+        // cooperative pool's threads block SIGTERM, which left redis-server deaf to `stop()`.
+        var cArguments = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let status = posix_spawn(&pid, executable, nil, &attributes, &cArguments, environ)
+        guard status == 0 else { throw RedisError.unreachable("cannot start redis-server: \(status)") }
+        self.pid = pid
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            if Self.canConnect(port: port) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw RedisError.timeout
+    }
+
+    /// SIGKILL: no goodbye, sockets reset.
+    public func kill() async {
+        await signal(SIGKILL)
+    }
+
+    /// SIGTERM: Redis closes its clients and exits.
+    public func stop() async {
+        await signal(SIGTERM)
+    }
+
+    /// SIGSTOP / SIGCONT: the process stops answering without closing its sockets (a hung or partitioned Redis).
+    public func freeze() { if let pid { Glibc.kill(pid, SIGSTOP) } }
+    public func thaw() { if let pid { Glibc.kill(pid, SIGCONT) } }
+
+    private func signal(_ number: Int32) async {
+        guard let pid else { return }
+        Glibc.kill(pid, number)
+        while true {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid || (result == -1 && errno == ECHILD) { break }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        self.pid = nil
+    }
+
+    private static func canConnect(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    /// A TCP port on 127.0.0.1 that nothing listens on now.
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard ok else { throw RedisError.unreachable("cannot find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

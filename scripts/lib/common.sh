@@ -1,0 +1,61 @@
+# Shared by the scripts: install what is missing, find free ports, start and stop throwaway servers.
+# Sourced, not run. Everything started here lives under $STATE_DIR (git-ignored var/).
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+STATE_DIR="${STATE_DIR:-$ROOT/var}"
+mkdir -p "$STATE_DIR"
+
+log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# ensure_packages PKG... — installs the Debian packages that are not installed yet (apt-get update first, once).
+ensure_packages() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    log "installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# The packages every build and run needs.
+ensure_base_packages() {
+    ensure_packages libhiredis-dev redis-server redis-tools pkg-config curl python3
+    command -v swift >/dev/null || die "swift is not on PATH (Swift 6.2 or later is needed)"
+}
+
+# free_port — prints a TCP port on 127.0.0.1 that nothing listens on now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_redis NAME PORT [extra redis-server args…] — a redis-server as a plain daemon, data in $STATE_DIR/NAME.
+start_redis() {
+    local name="$1" port="$2"; shift 2
+    local dir="$STATE_DIR/$name"
+    mkdir -p "$dir"
+    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" "$@" >/dev/null
+    for _ in $(seq 1 100); do
+        redis-cli -p "$port" --no-auth-warning ${REDISCLI_AUTH:+-a "$REDISCLI_AUTH"} ping 2>/dev/null | grep -qE 'PONG|NOAUTH' && return 0
+        sleep 0.05
+    done
+    die "redis-server $name did not start on port $port (see $dir/redis.log)"
+}
+
+# stop_pidfile FILE — stops the process whose pid the file holds, if it still runs.
+stop_pidfile() {
+    local file="$1"
+    [ -f "$file" ] || return 0
+    local pid; pid="$(cat "$file" 2>/dev/null)"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        kill "$pid" 2>/dev/null
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$file"
+}
