@@ -1,1 +1,54 @@
-@main struct Placeholder { static func main() {} }
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import SessionCore
+import SessionHTTP
+
+/// `session-service`: reads its configuration (environment, then flags), sets up logging and metrics,
+/// and serves until SIGTERM or SIGINT, which drain in-flight requests before Redis closes; exits 0.
+@main
+struct SessionServer {
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.contains("--help") || arguments.contains("-h") {
+            print(ServiceConfiguration.help)
+            return
+        }
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try ServiceConfiguration(environment: ProcessInfo.processInfo.environment, arguments: arguments)
+        } catch {
+            FileHandle.standardError.write(Data("session-service: \(error.description)\n".utf8))
+            exit(2)
+        }
+
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardOutput(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let logger = Logger(label: "session-service")
+
+        let app = SessionService.makeApplication(configuration: configuration, logger: logger) { registry.emitToString() }
+        logger.info(
+            "starting",
+            metadata: [
+                "http.address": "\(configuration.host):\(configuration.port)", "redis.endpoint": "\(configuration.redis)",
+                "session.idle_timeout_s": "\(configuration.sessions.idleTimeout.components.seconds)",
+                "session.absolute_timeout_s": "\(configuration.sessions.absoluteTimeout.components.seconds)",
+            ]
+        )
+        do {
+            try await app.runService()
+            logger.info("stopped")
+        } catch {
+            logger.critical("service failed", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+    }
+}

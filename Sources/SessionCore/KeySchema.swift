@@ -1,0 +1,42 @@
+/// Every Redis key the service writes, in one place. `P` is `KEY_PREFIX` (default `ss:`).
+///
+/// | key | type | holds | expires |
+/// |---|---|---|---|
+/// | `P s:<16 bytes>` | string (28 bytes) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes) | idle timeout, renewed on use, never past the absolute expiry |
+/// | `P x:<user-id>` | sorted set | the user's sessions: member = 16-byte session ID, score = absolute expiry (ms) | at the latest absolute expiry among them |
+/// | `P u:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms) | never |
+/// | `P n:<lowercased username>` | string | the user ID of a username (uniqueness, case-insensitive) | never |
+/// | `P f:<hex>` | string (counter) | failed logins for one username from one client address; hex = SHA-256 of both, truncated | the failure window |
+///
+/// The 16 bytes of a session key are SHA-256(token) truncated, never the token itself.
+public struct KeySchema: Sendable, Equatable {
+    /// The prefix every key starts with.
+    public let prefix: String
+    private let prefixBytes: [UInt8]
+
+    public init(prefix: String) {
+        self.prefix = prefix
+        self.prefixBytes = Array(prefix.utf8)
+    }
+
+    /// The start of every session key, for scripts that derive session keys from index members.
+    public var sessionKeyPrefix: [UInt8] { prefixBytes + Array("s:".utf8) }
+
+    /// A session's key.
+    public func session(_ id: SessionID) -> [UInt8] { sessionKeyPrefix + id.bytes }
+
+    /// A user's session index.
+    public func sessionIndex(_ user: UserID) -> String { prefix + "x:" + user.text }
+
+    /// A user's record.
+    public func user(_ user: UserID) -> String { prefix + "u:" + user.text }
+
+    /// The start of every user key, for scripts that go from a user ID to its record.
+    public var userKeyPrefix: String { prefix + "u:" }
+
+    /// The username reservation (lowercased: usernames are unique case-insensitively).
+    public func username(_ normalized: String) -> String { prefix + "n:" + normalized }
+
+    /// The failed-login counter of one username from one client address.
+    public func loginFailures(_ digestHex: String) -> String { prefix + "f:" + digestHex }
+}

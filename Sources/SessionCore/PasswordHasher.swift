@@ -1,0 +1,79 @@
+import Atomics
+import Crypto
+import HummingbirdBcrypt
+import NIOPosix
+
+/// Slow, salted password hashing (bcrypt) on a dedicated, bounded thread pool.
+///
+/// Why its own pool: a bcrypt takes tens of milliseconds of CPU. Run on the event loops or the cooperative
+/// pool, a login flood would stall token checks; on a pool of its own with a bounded queue, a flood waits
+/// (or is refused with `overloaded`) while verifications keep flowing.
+///
+/// bcrypt reads at most 72 bytes and stops at a NUL, so the password is first pre-hashed: HMAC-SHA-256
+/// under a fixed domain key, base64-encoded (44 ASCII bytes, no NUL). Stored hashes carry a scheme tag
+/// (`bcrypt-hs256$`) so the scheme can change later without ambiguity.
+public final class PasswordHasher: Sendable {
+    /// bcrypt's cost (log2 rounds).
+    public let cost: UInt8
+    private let pool: NIOThreadPool
+    private let maxQueued: Int
+    private let queued = ManagedAtomic(0)
+    private static let scheme = "bcrypt-hs256$"
+    private static let prehashKey = SymmetricKey(data: Array("session-service/password-prehash/v1".utf8))
+    /// A hash of a random password at the same cost, checked when the user does not exist, so unknown
+    /// usernames take as long as wrong passwords.
+    private let decoy: String
+
+    /// Starts the pool.
+    /// - Parameters:
+    ///   - cost: bcrypt cost, 4…31 (OWASP: at least 10; the service defaults to 11).
+    ///   - threads: hashing threads (the service defaults to half the cores, at least 1).
+    ///   - maxQueued: hashes allowed to wait or run at once; beyond, `overloaded`.
+    public init(cost: UInt8, threads: Int, maxQueued: Int = 256) {
+        precondition((4...31).contains(cost), "bcrypt cost must be 4…31")
+        self.cost = cost
+        self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
+        self.maxQueued = maxQueued
+        self.pool.start()
+        self.decoy = Self.scheme + Bcrypt.hash(Self.prehash(SessionToken.random().text), cost: cost)
+    }
+
+    deinit { pool.shutdownGracefully { _ in } }
+
+    /// Hashes a new password off the caller's thread.
+    public func hash(_ password: String) async throws(SessionError) -> String {
+        let cost = self.cost
+        return try await runOnPool { Self.scheme + Bcrypt.hash(Self.prehash(password), cost: cost) }
+    }
+
+    /// Checks a password against a stored hash (or against the decoy when `hash` is nil) off the caller's thread.
+    /// - Returns: true only for a real hash that matches.
+    public func verify(_ password: String, against hash: String?) async throws(SessionError) -> Bool {
+        let stored = hash ?? decoy
+        let matches = try await runOnPool { () -> Bool in
+            guard stored.hasPrefix(Self.scheme) else { return false }
+            return Bcrypt.verify(Self.prehash(password), hash: String(stored.dropFirst(Self.scheme.count)))
+        }
+        return hash != nil && matches
+    }
+
+    private func runOnPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async throws(SessionError) -> T {
+        guard queued.loadThenWrappingIncrement(ordering: .relaxed) < maxQueued else {
+            queued.wrappingDecrement(ordering: .relaxed)
+            throw SessionError.overloaded
+        }
+        defer { queued.wrappingDecrement(ordering: .relaxed) }
+        do {
+            return try await pool.runIfActive(work)
+        } catch {
+            throw SessionError.overloaded
+        }
+    }
+
+    static func prehash(_ password: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: Array(password.utf8), using: prehashKey)
+        return Data(mac).base64EncodedString()
+    }
+}
+
+import Foundation

@@ -1,0 +1,186 @@
+import Foundation
+public import Redis
+
+/// Sessions in Redis, shared by every instance: one `EVALSHA` per authenticated request.
+///
+/// A session is one 28-byte string keyed by a hash of the token, with a TTL equal to the idle timeout
+/// (capped by the absolute deadline); a per-user sorted set indexes a user's sessions for listing and
+/// revocation without SCAN. Every script reads Redis' clock (`TIME`), so instances with skewed clocks agree.
+/// See `KeySchema` for the keys.
+public struct RedisSessionStore: SessionStore {
+    let redis: RedisClient
+    let configuration: SessionConfiguration
+    let keys: KeySchema
+
+    /// A store over a running client.
+    public init(redis: RedisClient, configuration: SessionConfiguration) {
+        self.redis = redis
+        self.configuration = configuration
+        self.keys = KeySchema(prefix: configuration.keyPrefix)
+    }
+
+    public func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) {
+        let token = SessionToken.random()
+        let id = token.sessionID
+        let reply = try await run(
+            Self.createScript,
+            keys: [keys.session(id), keys.sessionIndex(user)],
+            arguments: [user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes]
+        )
+        guard let fields = reply.array, fields.count == 2, let created = fields[0].int, let idleDeadline = fields[1].int else {
+            // SET NX failed: a 128-bit collision with a live session. Astronomically unlikely; refuse rather than share.
+            throw SessionError.storeUnavailable
+        }
+        let absolute = created + configuration.absoluteMilliseconds
+        let session = Session(
+            id: id, userID: user, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(idleDeadline, absolute)),
+            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(created)
+        )
+        return (token, session)
+    }
+
+    public func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? {
+        let id = token.sessionID
+        let reply = try await run(Self.authenticateScript, keys: [keys.session(id)], arguments: [configuration.idleMilliseconds])
+        guard let fields = reply.array, fields.count == 2, let value = fields[0].bytes, let now = fields[1].int else { return nil }
+        return decode(id: id, value: value, expiresAt: min(now + configuration.idleMilliseconds, Self.absolute(value) ?? now), now: now)
+    }
+
+    public func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool {
+        let reply = try await run(Self.revokeScript, keys: [keys.sessionIndex(user), keys.session(session)], arguments: [session.bytes])
+        return reply.int == 1
+    }
+
+    public func revokeAll(for user: UserID) async throws(SessionError) {
+        _ = try await run(Self.revokeAllScript, keys: [keys.sessionIndex(user)], arguments: [keys.sessionKeyPrefix])
+    }
+
+    public func sessions(for user: UserID) async throws(SessionError) -> [Session] {
+        let reply = try await run(Self.listScript, keys: [keys.sessionIndex(user)], arguments: [keys.sessionKeyPrefix])
+        guard let fields = reply.array, fields.count == 2, let now = fields[0].int, let entries = fields[1].array else { return [] }
+        var sessions: [Session] = []
+        var index = 0
+        while index + 2 < entries.count {
+            defer { index += 3 }
+            guard let idBytes = entries[index].bytes, idBytes.count == 16, let value = entries[index + 1].bytes,
+                let expiresAt = entries[index + 2].int
+            else { continue }
+            if let session = decode(id: SessionID(bytes: idBytes), value: value, expiresAt: expiresAt, now: now) {
+                sessions.append(session)
+            }
+        }
+        return sessions.sorted { $0.createdAt < $1.createdAt }
+    }
+
+    /// Runs a script, mapping the client's failures to the core's.
+    func run(_ script: RedisScript, keys: [any RESPArgument], arguments: [any RESPArgument]) async throws(SessionError) -> RESPValue {
+        do {
+            return try await redis.run(script, keys: keys, arguments: arguments)
+        } catch {
+            throw SessionError.storeUnavailable
+        }
+    }
+
+    private static func absolute(_ value: [UInt8]) -> Int64? {
+        guard value.count == 28 else { return nil }
+        return value[0..<6].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+    }
+
+    private func decode(id: SessionID, value: [UInt8], expiresAt: Int64, now: Int64) -> Session? {
+        guard value.count == 28, let absolute = Self.absolute(value) else { return nil }
+        let created = value[6..<12].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+        let userID = UserID(bytes: value[12..<28])
+        // The TTL is set to the idle timeout at each use, so the last use is the deadline minus the idle timeout
+        // (exact while that deadline is not capped by the absolute one).
+        let lastSeen = max(created, min(now, expiresAt - configuration.idleMilliseconds))
+        return Session(
+            id: id, userID: userID, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(expiresAt, absolute)),
+            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(lastSeen)
+        )
+    }
+}
+
+extension Date {
+    static func milliseconds(_ value: Int64) -> Date { Date(timeIntervalSince1970: Double(value) / 1000) }
+}
+
+extension RedisSessionStore {
+    // Each script states its keys (KEYS) and arguments (ARGV). `now` is Redis' clock, in milliseconds.
+
+    /// KEYS: session, index. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes).
+    /// Returns {created, idle deadline}, or nil when the session key already exists.
+    static let createScript = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local idle = tonumber(ARGV[2])
+        local absolute = now + tonumber(ARGV[3])
+        local ttl = math.min(idle, absolute - now)
+        local value = struct.pack('>I6I6', absolute, now) .. ARGV[1]
+        if not redis.call('SET', KEYS[1], value, 'PX', ttl, 'NX') then return nil end
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+        redis.call('ZADD', KEYS[2], absolute, ARGV[4])
+        local indexDeadline = redis.call('PEXPIRETIME', KEYS[2])
+        if indexDeadline < absolute then redis.call('PEXPIREAT', KEYS[2], absolute) end
+        return {now, now + ttl}
+        """
+    )
+
+    /// KEYS: session. ARGV: idle ms. Returns {value, now} and slides the idle deadline, or nil.
+    static let authenticateScript = RedisScript(
+        """
+        local value = redis.call('GET', KEYS[1])
+        if not value then return nil end
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local ttl = math.min(tonumber(ARGV[1]), struct.unpack('>I6', value) - now)
+        if ttl <= 0 then
+            redis.call('DEL', KEYS[1])
+            return nil
+        end
+        redis.call('PEXPIRE', KEYS[1], ttl)
+        return {value, now}
+        """
+    )
+
+    /// KEYS: index, session. ARGV: session ID. Returns 1 when a live session of that user was ended.
+    static let revokeScript = RedisScript(
+        """
+        if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        return redis.call('DEL', KEYS[2])
+        """
+    )
+
+    /// KEYS: index. ARGV: session key prefix. Ends every session in the index, and the index.
+    static let revokeAllScript = RedisScript(
+        """
+        local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+        for _, id in ipairs(members) do redis.call('DEL', ARGV[1] .. id) end
+        redis.call('DEL', KEYS[1])
+        return #members
+        """
+    )
+
+    /// KEYS: index. ARGV: session key prefix. Prunes ended sessions; returns {now, {id, value, deadline, …}}.
+    static let listScript = RedisScript(
+        """
+        local t = redis.call('TIME')
+        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        local result = {}
+        for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+            local key = ARGV[1] .. id
+            local value = redis.call('GET', key)
+            if value then
+                table.insert(result, id)
+                table.insert(result, value)
+                table.insert(result, redis.call('PEXPIRETIME', key))
+            else
+                redis.call('ZREM', KEYS[1], id)
+            end
+        end
+        return {now, result}
+        """
+    )
+}

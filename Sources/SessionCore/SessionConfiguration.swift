@@ -1,0 +1,28 @@
+/// Session lifetimes and the Redis key prefix.
+///
+/// | setting | env | default |
+/// |---|---|---|
+/// | `idleTimeout` | `SESSION_IDLE_TIMEOUT` (s) | 1800 s: a session unused this long ends (every authenticated request renews it) |
+/// | `absoluteTimeout` | `SESSION_ABSOLUTE_TIMEOUT` (s) | 86400 s: a session ends this long after login, whatever its activity |
+/// | `keyPrefix` | `KEY_PREFIX` | `ss:` |
+public struct SessionConfiguration: Sendable, Equatable {
+    public var idleTimeout: Duration
+    public var absoluteTimeout: Duration
+    public var keyPrefix: String
+
+    public init(idleTimeout: Duration = .seconds(1800), absoluteTimeout: Duration = .seconds(86400), keyPrefix: String = "ss:") {
+        self.idleTimeout = idleTimeout
+        self.absoluteTimeout = absoluteTimeout
+        self.keyPrefix = keyPrefix
+    }
+
+    var idleMilliseconds: Int64 { idleTimeout.milliseconds }
+    var absoluteMilliseconds: Int64 { absoluteTimeout.milliseconds }
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,172 @@
+import Crypto
+
+/// A bearer token: a random UUID v4 in canonical lowercase text, the only secret a client holds.
+///
+/// 122 random bits from the system CSPRNG (`SystemRandomNumberGenerator`: getrandom(2) on Linux).
+/// Parsing accepts exactly the canonical form, so malformed input is rejected without touching Redis.
+/// Never logged or printed: `description` is redacted.
+public struct SessionToken: Sendable, Hashable, CustomStringConvertible {
+    /// The canonical text, `xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`.
+    public let text: String
+
+    private init(uncheckedText: String) { self.text = uncheckedText }
+
+    /// A new random token.
+    public static func random() -> SessionToken {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        bytes[6] = (bytes[6] & 0x0F) | 0x40  // version 4
+        bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
+        return SessionToken(uncheckedText: UUIDText.format(bytes))
+    }
+
+    /// Parses a token; nil unless `text` is a canonical lowercase UUID v4.
+    public init?(_ text: some StringProtocol) {
+        guard UUIDText.isCanonicalV4(text.utf8) else { return nil }
+        self.text = String(text)
+    }
+
+    /// The session's identity derived from the token: the first 16 bytes of SHA-256(token).
+    ///
+    /// Redis keys sessions by this, never by the token, so a dump, replica, MONITOR or backup yields nothing
+    /// that authenticates. Its hex form is the public `session_id`: one-way, so it never reveals the token.
+    public var sessionID: SessionID {
+        let digest = SHA256.hash(data: Array(text.utf8))
+        return SessionID(bytes: Array(digest.prefix(16)))
+    }
+
+    public var description: String { "SessionToken(redacted)" }
+}
+
+/// A session's public handle: 16 bytes, shown as 32 lowercase hex digits.
+public struct SessionID: Sendable, Hashable, CustomStringConvertible {
+    /// The raw bytes, as they appear in Redis keys and index members.
+    public let bytes: [UInt8]
+
+    /// Wraps 16 raw bytes.
+    public init(bytes: [UInt8]) {
+        precondition(bytes.count == 16, "a session ID is 16 bytes")
+        self.bytes = bytes
+    }
+
+    /// Parses 32 lowercase hex digits; nil otherwise.
+    public init?(hex: some StringProtocol) {
+        let utf8 = Array(hex.utf8)
+        guard utf8.count == 32 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(16)
+        var index = 0
+        while index < 32 {
+            guard let high = Hex.value(utf8[index]), let low = Hex.value(utf8[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        self.bytes = bytes
+    }
+
+    /// 32 lowercase hex digits.
+    public var hex: String { Hex.encode(bytes) }
+    public var description: String { hex }
+}
+
+/// A user's identifier: a random UUID v4, stored as text in user records and as 16 bytes in sessions.
+public struct UserID: Sendable, Hashable, CustomStringConvertible, Codable {
+    /// Canonical lowercase UUID text.
+    public let text: String
+
+    /// A new random user ID.
+    public static func random() -> UserID { UserID(uncheckedText: SessionToken.random().text) }
+
+    private init(uncheckedText: String) { self.text = uncheckedText }
+
+    /// Parses canonical lowercase UUID v4 text.
+    public init?(_ text: some StringProtocol) {
+        guard UUIDText.isCanonicalV4(text.utf8) else { return nil }
+        self.text = String(text)
+    }
+
+    /// From the 16 bytes a session stores.
+    init(bytes: some Collection<UInt8>) { self.text = UUIDText.format(Array(bytes)) }
+
+    /// The 16 bytes a session stores.
+    var bytes: [UInt8] {
+        let digits = text.utf8.filter { $0 != UInt8(ascii: "-") }
+        var result: [UInt8] = []
+        result.reserveCapacity(16)
+        var iterator = digits.makeIterator()
+        while let high = iterator.next(), let low = iterator.next() {
+            result.append((Hex.value(high) ?? 0) << 4 | (Hex.value(low) ?? 0))
+        }
+        return result
+    }
+
+    public var description: String { text }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let id = UserID(text) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a user ID"))
+        }
+        self = id
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(text)
+    }
+}
+
+enum Hex {
+    private static let digits = Array("0123456789abcdef".utf8)
+
+    static func value(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        default: return nil
+        }
+    }
+
+    static func encode(_ bytes: some Collection<UInt8>) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+enum UUIDText {
+    static func format(_ bytes: [UInt8]) -> String {
+        let hex = Array(Hex.encode(bytes).utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(36)
+        for (index, digit) in hex.enumerated() {
+            if index == 8 || index == 12 || index == 16 || index == 20 { out.append(UInt8(ascii: "-")) }
+            out.append(digit)
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`, lowercase hex only.
+    static func isCanonicalV4(_ utf8: some Collection<UInt8>) -> Bool {
+        guard utf8.count == 36 else { return false }
+        for (index, byte) in utf8.enumerated() {
+            switch index {
+            case 8, 13, 18, 23:
+                guard byte == UInt8(ascii: "-") else { return false }
+            case 14:
+                guard byte == UInt8(ascii: "4") else { return false }
+            case 19:
+                guard byte == UInt8(ascii: "8") || byte == UInt8(ascii: "9") || byte == UInt8(ascii: "a") || byte == UInt8(ascii: "b") else {
+                    return false
+                }
+            default:
+                guard Hex.value(byte) != nil else { return false }
+            }
+        }
+        return true
+    }
+}

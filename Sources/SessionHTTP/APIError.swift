@@ -1,0 +1,70 @@
+public import HTTPTypes
+public import Hummingbird
+import NIOCore
+public import SessionCore
+
+/// An error as the API shows it: a status, `{"error": code, "message": text}`, and any headers it needs.
+public struct APIError: HTTPResponseError, Sendable {
+    public let status: HTTPResponse.Status
+    public let code: String
+    public let message: String
+    public var headers: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, code: String, message: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = self.headers
+        headers[.contentType] = "application/json; charset=utf-8"
+        var body = JSONWriter()
+        body.object { object in
+            object.field("error", code)
+            object.field("message", message)
+        }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body.buffer))
+    }
+
+    static let realm = "session-service"
+
+    /// 401 without credentials (RFC 6750: no error code in the challenge).
+    public static var missingToken: APIError {
+        APIError(
+            .unauthorized, code: "missing_token", message: "send Authorization: Bearer <token>",
+            headers: [.wwwAuthenticate: "Bearer realm=\"\(realm)\""]
+        )
+    }
+
+    /// 401 for an unknown, expired, revoked or malformed token.
+    public static var invalidToken: APIError {
+        APIError(
+            .unauthorized, code: "invalid_token", message: "the token is unknown, expired, revoked or malformed",
+            headers: [.wwwAuthenticate: "Bearer realm=\"\(realm)\", error=\"invalid_token\""]
+        )
+    }
+
+    /// 400 with a reason.
+    public static func invalidRequest(_ message: String) -> APIError {
+        APIError(.badRequest, code: "invalid_request", message: message)
+    }
+
+    /// The HTTP face of a core error.
+    public init(_ error: SessionError) {
+        var headers: HTTPFields = [:]
+        if let retryAfter = error.retryAfter { headers[.retryAfter] = String(retryAfter) }
+        let status: HTTPResponse.Status
+        switch error.code {
+        case .invalidRequest: status = .badRequest
+        case .usernameTaken: status = .conflict
+        case .registrationClosed: status = .forbidden
+        case .invalidCredentials: status = .unauthorized
+        case .tooManyAttempts: status = .tooManyRequests
+        case .storeUnavailable, .overloaded: status = .serviceUnavailable
+        case .notFound: status = .notFound
+        }
+        self.init(status, code: error.code.rawValue, message: error.message, headers: headers)
+    }
+}

@@ -1,0 +1,82 @@
+import HTTPTypes
+public import Hummingbird
+import Logging
+import NIOCore
+
+/// The outermost middleware: every error becomes the API's JSON error, every response gets the API's headers,
+/// and each request is logged once (at debug; server errors at error). Never logs Authorization or Cookie.
+public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        var response: Response
+        do {
+            response = try await next(request, context)
+        } catch let error as APIError {
+            response = try error.response(from: request, context: context)
+        } catch let error as HTTPError {
+            response = try Self.translate(error, request: request).response(from: request, context: context)
+        } catch let error as DecodingError {
+            response = try APIError.invalidRequest(Self.describe(error)).response(from: request, context: context)
+        } catch {
+            context.logger.error("unhandled error", metadata: ["error.type": "\(type(of: error))"])
+            response = try APIError(.internalServerError, code: "internal", message: "internal error").response(from: request, context: context)
+        }
+        response.headers[.xContentTypeOptions] = "nosniff"
+        if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
+        let level: Logger.Level = response.status.code >= 500 ? .error : .debug
+        context.logger.log(
+            level: level, "request",
+            metadata: [
+                "http.method": "\(request.method)", "http.path": "\(request.uri.path)",
+                "http.status": "\(response.status.code)", "http.duration_ms": "\((ContinuousClock.now - start).milliseconds)",
+            ]
+        )
+        return response
+    }
+
+    static func translate(_ error: HTTPError, request: Request) -> APIError {
+        switch error.status {
+        case .notFound:
+            if let allowed = Routes.allowedMethods(for: request.uri.path) {
+                return APIError(
+                    .methodNotAllowed, code: "method_not_allowed", message: "\(request.method) is not allowed here",
+                    headers: [.allow: allowed.joined(separator: ", ")]
+                )
+            }
+            return APIError(.notFound, code: "not_found", message: "no such route")
+        case .contentTooLarge:
+            return APIError(.contentTooLarge, code: "payload_too_large", message: "the request body is too large")
+        case .badRequest:
+            return APIError.invalidRequest(error.body ?? "malformed request")
+        default:
+            return APIError(error.status, code: error.status.code < 500 ? "invalid_request" : "internal", message: error.body ?? error.status.reasonPhrase)
+        }
+    }
+
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case .keyNotFound(let key, _): return "missing field '\(key.stringValue)'"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            let path = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return path.isEmpty ? "the body must be a JSON object" : "field '\(path)' has the wrong type"
+        case .dataCorrupted: return "the body is not valid JSON"
+        @unknown default: return "the body could not be read"
+        }
+    }
+}
+
+extension HTTPField.Name {
+    static let xContentTypeOptions = Self("X-Content-Type-Options")!
+    static let xUserID = Self("X-User-Id")!
+    static let xSessionID = Self("X-Session-Id")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
+}
+
+extension Duration {
+    var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+}

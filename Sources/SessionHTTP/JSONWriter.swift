@@ -1,0 +1,79 @@
+import NIOCore
+
+/// Writes the small, flat JSON objects this API answers with, straight into a ByteBuffer.
+///
+/// Why not JSONEncoder: these bodies are on the hot path and have a handful of string fields; writing them
+/// directly costs one allocation instead of a trip through Codable and Foundation.
+struct JSONWriter {
+    private(set) var buffer = ByteBuffer()
+
+    mutating func object(_ fields: (inout ObjectWriter) -> Void) {
+        var writer = ObjectWriter(buffer: buffer)
+        writer.buffer.writeStaticString("{")
+        fields(&writer)
+        writer.buffer.writeStaticString("}")
+        buffer = writer.buffer
+    }
+
+    struct ObjectWriter {
+        var buffer: ByteBuffer
+        private var first = true
+
+        init(buffer: ByteBuffer) { self.buffer = buffer }
+
+        private mutating func key(_ name: StaticString) {
+            if !first { buffer.writeStaticString(",") }
+            first = false
+            buffer.writeStaticString("\"")
+            buffer.writeStaticString(name)
+            buffer.writeStaticString("\":")
+        }
+
+        mutating func field(_ name: StaticString, _ value: String) {
+            key(name)
+            JSONWriter.writeString(value, into: &buffer)
+        }
+
+        mutating func field(_ name: StaticString, _ value: Int) {
+            key(name)
+            buffer.writeString(String(value))
+        }
+
+        mutating func field(_ name: StaticString, _ value: Bool) {
+            key(name)
+            buffer.writeStaticString(value ? "true" : "false")
+        }
+
+        mutating func array(_ name: StaticString, _ elements: [(inout ObjectWriter) -> Void]) {
+            key(name)
+            buffer.writeStaticString("[")
+            for (index, element) in elements.enumerated() {
+                if index > 0 { buffer.writeStaticString(",") }
+                var writer = ObjectWriter(buffer: buffer)
+                writer.buffer.writeStaticString("{")
+                element(&writer)
+                writer.buffer.writeStaticString("}")
+                buffer = writer.buffer
+            }
+            buffer.writeStaticString("]")
+        }
+    }
+
+    static func writeString(_ value: String, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("\"")
+        for byte in value.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")
+            case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
+            case UInt8(ascii: "\n"): buffer.writeStaticString("\\n")
+            case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
+            case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                buffer.writeBytes([UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+            default: buffer.writeInteger(byte)
+            }
+        }
+        buffer.writeStaticString("\"")
+    }
+}

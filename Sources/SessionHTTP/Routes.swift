@@ -1,0 +1,256 @@
+import Foundation
+import HTTPTypes
+public import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+public import Redis
+public import SessionCore
+
+/// The API v1 routes. Each handler states the Redis round trips it costs.
+public struct Routes: Sendable {
+    let accounts: AccountService
+    let sessions: any SessionStore
+    let redis: RedisClient
+    let trustedProxies: TrustedProxies
+    let metricsText: @Sendable () -> String
+
+    private let loginsOK = Counter(label: "session_logins_total", dimensions: [("result", "ok")])
+    private let loginsFailed = Counter(label: "session_logins_total", dimensions: [("result", "failed")])
+    private let loginsThrottled = Counter(label: "session_logins_total", dimensions: [("result", "throttled")])
+    private let storeErrors = Counter(label: "session_store_errors_total")
+
+    public init(
+        accounts: AccountService, redis: RedisClient, trustedProxies: TrustedProxies, metricsText: @escaping @Sendable () -> String
+    ) {
+        self.accounts = accounts
+        self.sessions = accounts.sessions
+        self.redis = redis
+        self.trustedProxies = trustedProxies
+        self.metricsText = metricsText
+    }
+
+    /// Paths the API serves, and their methods: for 405 and its `Allow` header.
+    static func allowedMethods(for path: String) -> [String]? {
+        switch path {
+        case "/v1/users", "/v1/login", "/v1/logout": return ["POST"]
+        case "/v1/session", "/v1/verify", "/healthz", "/readyz", "/metrics": return ["GET", "HEAD"]
+        case "/v1/sessions": return ["GET", "HEAD", "DELETE"]
+        default:
+            if path.hasPrefix("/v1/sessions/"), !path.dropFirst("/v1/sessions/".count).contains("/") { return ["DELETE"] }
+            return nil
+        }
+    }
+
+    /// Adds every route to a router whose context is `SessionRequestContext`.
+    public func add(to router: Router<SessionRequestContext>) {
+        router.add(middleware: APIMiddleware())
+        router.add(middleware: MetricsMiddleware())
+        router.get("/healthz") { _, _ in try Self.json(.ok) { $0.field("status", "ok") } }
+        router.get("/readyz") { _, _ in try await self.ready() }
+        router.get("/metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: self.metricsText()))
+            )
+        }
+        router.post("/v1/users") { request, context in try await self.register(request, context) }
+        router.post("/v1/login") { request, context in try await self.login(request, context) }
+
+        let authenticated = router.group().add(middleware: BearerAuthenticator<SessionRequestContext>(store: sessions))
+        authenticated.get("/v1/verify") { _, context in try self.verify(context) }
+        // Envoy ext_authz (http_service) appends the original path and keeps the original method.
+        for method in [HTTPRequest.Method.get, .head, .post, .put, .patch, .delete, .options] {
+            authenticated.on("/v1/verify/**", method: method) { _, context in try self.verify(context) }
+        }
+        authenticated.get("/v1/session") { _, context in try await self.currentSession(context) }
+        authenticated.post("/v1/logout") { _, context in try await self.logout(context) }
+        authenticated.get("/v1/sessions") { _, context in try await self.list(context) }
+        authenticated.delete("/v1/sessions") { _, context in try await self.revokeAll(context) }
+        authenticated.delete("/v1/sessions/{session_id}") { _, context in try await self.revoke(context) }
+    }
+
+    // MARK: Handlers
+
+    /// 0 round trips beyond authentication.
+    func verify(_ context: SessionRequestContext) throws -> Response {
+        let session = try Self.session(context)
+        var response = try Self.json(.ok) { object in
+            object.field("user_id", session.userID.text)
+            object.field("session_id", session.id.hex)
+        }
+        response.headers[.xUserID] = session.userID.text
+        response.headers[.xSessionID] = session.id.hex
+        return response
+    }
+
+    /// 1 EVALSHA (user lookup) + 1 bcrypt + 1 EVALSHA (user record).
+    func register(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
+        let credentials = try await CredentialsBody.decode(request, context: context)
+        let user = try await core { try await accounts.register(username: credentials.username, password: credentials.password) }
+        return try Self.json(.created) { object in
+            object.field("user_id", user.id.text)
+            object.field("username", user.username)
+        }
+    }
+
+    /// 1 EVALSHA (throttle) + 1 EVALSHA (user) + 1 bcrypt + 1 DEL (throttle) + 1 EVALSHA (session); a failure: throttle, user, bcrypt, 1 EVALSHA.
+    func login(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
+        let credentials = try await CredentialsBody.decode(request, context: context)
+        let client = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
+        do {
+            let (token, session, user) = try await accounts.login(
+                username: credentials.username, password: credentials.password, clientAddress: client
+            )
+            loginsOK.increment()
+            context.logger.info("login", metadata: ["user.id": "\(user.id)", "session.id": "\(session.id.hex)"])
+            var response = try Self.json(.ok) { object in
+                object.field("token", token.text)
+                object.field("token_type", "Bearer")
+                object.field("expires_in", Self.secondsUntil(session.expiresAt))
+                object.field("user_id", user.id.text)
+                object.field("session_id", session.id.hex)
+            }
+            response.headers[HTTPField.Name("Pragma")!] = "no-cache"
+            return response
+        } catch let error as SessionError {
+            switch error.code {
+            case .invalidCredentials: loginsFailed.increment()
+            case .tooManyAttempts: loginsThrottled.increment()
+            case .storeUnavailable: storeErrors.increment()
+            default: break
+            }
+            if error.code != .storeUnavailable {
+                context.logger.info("login refused", metadata: ["reason": "\(error.code.rawValue)"])
+            }
+            throw APIError(error)
+        }
+    }
+
+    /// 1 EVALSHA.
+    func logout(_ context: SessionRequestContext) async throws -> Response {
+        let session = try Self.session(context)
+        _ = try await core { try await sessions.revoke(session.id, of: session.userID) }
+        return Response(status: .noContent)
+    }
+
+    /// 0 round trips beyond authentication once the username is cached (usernames never change), else 1 HGET.
+    func currentSession(_ context: SessionRequestContext) async throws -> Response {
+        let session = try Self.session(context)
+        let username = try await core { try await accounts.users.username(for: session.userID) } ?? ""
+        return try Self.json(.ok) { object in
+            object.field("user_id", session.userID.text)
+            object.field("username", username)
+            object.field("session_id", session.id.hex)
+            object.field("created_at", RFC3339.format(session.createdAt))
+            object.field("expires_at", RFC3339.format(session.expiresAt))
+            object.field("absolute_expires_at", RFC3339.format(session.absoluteExpiresAt))
+        }
+    }
+
+    /// 1 EVALSHA.
+    func list(_ context: SessionRequestContext) async throws -> Response {
+        let current = try Self.session(context)
+        let all = try await core { try await sessions.sessions(for: current.userID) }
+        return try Self.json(.ok) { object in
+            object.array(
+                "sessions",
+                all.map { session in
+                    { (entry: inout JSONWriter.ObjectWriter) in
+                        entry.field("session_id", session.id.hex)
+                        entry.field("created_at", RFC3339.format(session.createdAt))
+                        entry.field("last_seen_at", RFC3339.format(session.lastSeenAt))
+                        entry.field("expires_at", RFC3339.format(session.expiresAt))
+                        entry.field("current", session.id == current.id)
+                    }
+                }
+            )
+        }
+    }
+
+    /// 1 EVALSHA.
+    func revoke(_ context: SessionRequestContext) async throws -> Response {
+        let current = try Self.session(context)
+        guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text) else {
+            throw APIError(.notFound, code: "not_found", message: "no such session")
+        }
+        guard try await core({ try await sessions.revoke(id, of: current.userID) }) else {
+            throw APIError(.notFound, code: "not_found", message: "no such session")
+        }
+        return Response(status: .noContent)
+    }
+
+    /// 1 EVALSHA.
+    func revokeAll(_ context: SessionRequestContext) async throws -> Response {
+        let current = try Self.session(context)
+        try await core { try await sessions.revokeAll(for: current.userID) }
+        return Response(status: .noContent)
+    }
+
+    /// 1 PING.
+    func ready() async throws -> Response {
+        let ready = (try? await redis.ping()) ?? false
+        guard ready else { throw APIError(.serviceUnavailable, code: "store_unavailable", message: "Redis does not answer") }
+        return try Self.json(.ok) { $0.field("status", "ready") }
+    }
+
+    // MARK: Helpers
+
+    private func core<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as SessionError {
+            if error.code == .storeUnavailable { storeErrors.increment() }
+            throw APIError(error)
+        }
+    }
+
+    private static func session(_ context: SessionRequestContext) throws -> Session {
+        guard let session = context.session else { throw APIError.missingToken }
+        return session
+    }
+
+    static func secondsUntil(_ date: Date) -> Int {
+        max(0, Int((date.timeIntervalSinceNow).rounded()))
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ fields: (inout JSONWriter.ObjectWriter) -> Void) throws -> Response {
+        var writer = JSONWriter()
+        writer.object(fields)
+        return Response(status: status, headers: [.contentType: "application/json; charset=utf-8"], body: .init(byteBuffer: writer.buffer))
+    }
+}
+
+/// `{"username", "password"}` as JSON, or as `application/x-www-form-urlencoded`.
+struct CredentialsBody: Decodable {
+    let username: String
+    let password: String
+
+    static func decode(_ request: Request, context: SessionRequestContext) async throws -> CredentialsBody {
+        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+        let contentType = request.headers[.contentType]?.lowercased() ?? ""
+        // `curl -d '{…}'` labels JSON as a form; a form body never starts with `{`, so such bodies are read as JSON.
+        let looksLikeJSON = buffer.readableBytesView.first { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") } == UInt8(ascii: "{")
+        if contentType.hasPrefix("application/x-www-form-urlencoded") && !looksLikeJSON {
+            guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes), text.utf8.count == buffer.readableBytes,
+                String(validating: buffer.readableBytesView, as: UTF8.self) != nil
+            else { throw APIError.invalidRequest("the form body is not valid UTF-8") }
+            do {
+                return try URLEncodedFormDecoder().decode(CredentialsBody.self, from: text)
+            } catch {
+                throw APIError.invalidRequest("the form needs username and password fields")
+            }
+        }
+        guard contentType.isEmpty || looksLikeJSON || contentType.hasPrefix("application/json") || contentType.contains("+json") else {
+            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send application/json or application/x-www-form-urlencoded")
+        }
+        guard buffer.readableBytes > 0 else { throw APIError.invalidRequest("the body must be a JSON object with username and password") }
+        do {
+            return try JSONDecoder().decode(CredentialsBody.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw APIError.invalidRequest(APIMiddleware<SessionRequestContext>.describe(error))
+        } catch {
+            throw APIError.invalidRequest("the body is not valid JSON")
+        }
+    }
+}

@@ -1,0 +1,29 @@
+public import Hummingbird
+public import NIOCore
+public import SessionCore
+
+/// A request context that can carry an authenticated session: what `BearerAuthenticator` needs from an app's context.
+///
+/// Conform your own context to use the middleware in your own Hummingbird app.
+public protocol SessionRequestContextProtocol: RequestContext {
+    /// The session the request authenticated as; set by `BearerAuthenticator`.
+    var session: Session? { get set }
+}
+
+/// The service's request context: the session, and the socket peer for throttling.
+public struct SessionRequestContext: SessionRequestContextProtocol {
+    public var coreContext: CoreRequestContextStorage
+    public var session: Session?
+    /// The TCP peer; the client address unless a trusted proxy forwarded the request.
+    public let peerAddress: SocketAddress?
+    /// Bodies beyond this many bytes get 413 (`MAX_BODY_SIZE`, default 64 KiB).
+    public var maxUploadSize: Int { SessionRequestContext.bodyLimit }
+
+    /// Set once at start-up by the executable (a static: Hummingbird creates contexts from the channel alone).
+    nonisolated(unsafe) static var bodyLimit = 64 * 1024
+
+    public init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.peerAddress = source.channel.remoteAddress
+    }
+}

@@ -1,0 +1,80 @@
+public import Hummingbird
+public import Logging
+import NIOConcurrencyHelpers
+import Redis
+import SessionCore
+
+/// Builds the whole service from a configuration: Redis client, stores, hasher, routes, application.
+public enum SessionService {
+    /// The application (serve it with `runService()`), whose services include the Redis client.
+    /// - Parameters:
+    ///   - configuration: the settings.
+    ///   - logger: the service's logger; Redis connection changes are logged on it (failures at error, once per outage).
+    ///   - metricsText: renders `/metrics` (the executable passes its Prometheus registry).
+    public static func makeApplication(
+        configuration: ServiceConfiguration,
+        logger: Logger,
+        metricsText: @escaping @Sendable () -> String = { "" }
+    ) -> Application<RouterResponder<SessionRequestContext>> {
+        SessionRequestContext.bodyLimit = configuration.maxBodySize
+        let events = RedisEventLog(logger: logger, endpoint: configuration.redis.description)
+        let redis = RedisClient(configuration: configuration.redis, logger: logger) { events.record($0) }
+        let sessions = RedisSessionStore(redis: redis, configuration: configuration.sessions)
+        let accounts = AccountService(
+            users: RedisUserStore(redis: redis, keyPrefix: configuration.sessions.keyPrefix),
+            sessions: sessions,
+            hasher: PasswordHasher(cost: configuration.bcryptCost, threads: configuration.hashThreads),
+            throttle: LoginThrottle(
+                redis: redis, keyPrefix: configuration.sessions.keyPrefix, maxFailures: configuration.loginMaxFailures,
+                window: configuration.loginFailureWindow
+            ),
+            registrationOpen: configuration.registrationOpen
+        )
+        let router = Router(context: SessionRequestContext.self)
+        Routes(accounts: accounts, redis: redis, trustedProxies: configuration.trustedProxies, metricsText: metricsText).add(to: router)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            services: [redis],
+            logger: logger
+        )
+    }
+}
+
+/// Logs Redis connection changes once per change, not once per reconnection attempt.
+final class RedisEventLog: Sendable {
+    private let logger: Logger
+    private let endpoint: String
+    private let lastFailure = NIOLockedValueBox<String?>(nil)
+    private let everConnected = NIOLockedValueBox(false)
+
+    init(logger: Logger, endpoint: String) {
+        self.logger = logger
+        self.endpoint = endpoint
+    }
+
+    func record(_ event: RedisConnectionEvent) {
+        switch event {
+        case .connected(let slot):
+            let wasFailing = lastFailure.withLockedValue { last in
+                defer { last = nil }
+                return last != nil
+            }
+            let first = everConnected.withLockedValue { ever in
+                defer { ever = true }
+                return !ever
+            }
+            if wasFailing || first {
+                logger.info("connected to Redis", metadata: ["redis.endpoint": "\(endpoint)", "redis.connection": "\(slot)"])
+            }
+        case .connectFailed(_, let error):
+            let isNew = lastFailure.withLockedValue { last in
+                defer { last = error.message }
+                return last != error.message
+            }
+            if isNew { logger.error("cannot use Redis", metadata: ["redis.endpoint": "\(endpoint)", "error": "\(error.message)"]) }
+        case .disconnected(let slot):
+            logger.warning("Redis connection lost", metadata: ["redis.endpoint": "\(endpoint)", "redis.connection": "\(slot)"])
+        }
+    }
+}
