@@ -17,6 +17,9 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try error.response(from: request, context: context)
         } catch let error as HTTPError {
             response = try Self.translate(error, request: request).response(from: request, context: context)
+        } catch let error as any HTTPResponseError {
+            // NIOTooManyBytesError (body over the limit) and other framework errors that know their status.
+            response = try Self.translate(HTTPError(error.status), request: request).response(from: request, context: context)
         } catch let error as DecodingError {
             response = try APIError.invalidRequest(Self.describe(error)).response(from: request, context: context)
         } catch {

@@ -13,6 +13,7 @@ public struct Routes: Sendable {
     let sessions: any SessionStore
     let redis: RedisClient
     let trustedProxies: TrustedProxies
+    let maxBodySize: Int
     let metricsText: @Sendable () -> String
 
     private let loginsOK = Counter(label: "session_logins_total", dimensions: [("result", "ok")])
@@ -21,8 +22,10 @@ public struct Routes: Sendable {
     private let storeErrors = Counter(label: "session_store_errors_total")
 
     public init(
-        accounts: AccountService, redis: RedisClient, trustedProxies: TrustedProxies, metricsText: @escaping @Sendable () -> String
+        accounts: AccountService, redis: RedisClient, trustedProxies: TrustedProxies, maxBodySize: Int = 64 * 1024,
+        metricsText: @escaping @Sendable () -> String
     ) {
+        self.maxBodySize = maxBodySize
         self.accounts = accounts
         self.sessions = accounts.sessions
         self.redis = redis
@@ -86,7 +89,7 @@ public struct Routes: Sendable {
 
     /// 1 EVALSHA (user lookup) + 1 bcrypt + 1 EVALSHA (user record).
     func register(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        let credentials = try await CredentialsBody.decode(request, context: context)
+        let credentials = try await CredentialsBody.decode(request, limit: maxBodySize)
         let user = try await core { try await accounts.register(username: credentials.username, password: credentials.password) }
         return try Self.json(.created) { object in
             object.field("user_id", user.id.text)
@@ -96,7 +99,7 @@ public struct Routes: Sendable {
 
     /// 1 EVALSHA (throttle) + 1 EVALSHA (user) + 1 bcrypt + 1 DEL (throttle) + 1 EVALSHA (session); a failure: throttle, user, bcrypt, 1 EVALSHA.
     func login(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        let credentials = try await CredentialsBody.decode(request, context: context)
+        let credentials = try await CredentialsBody.decode(request, limit: maxBodySize)
         let client = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
         do {
             let (token, session, user) = try await accounts.login(
@@ -226,8 +229,8 @@ struct CredentialsBody: Decodable {
     let username: String
     let password: String
 
-    static func decode(_ request: Request, context: SessionRequestContext) async throws -> CredentialsBody {
-        let buffer = try await request.body.collect(upTo: context.maxUploadSize)
+    static func decode(_ request: Request, limit: Int) async throws -> CredentialsBody {
+        let buffer = try await request.body.collect(upTo: limit)
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         // `curl -d '{…}'` labels JSON as a form; a form body never starts with `{`, so such bodies are read as JSON.
         let looksLikeJSON = buffer.readableBytesView.first { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") } == UInt8(ascii: "{")

@@ -16,11 +16,8 @@ public struct SessionRequestContext: SessionRequestContextProtocol {
     public var session: Session?
     /// The TCP peer; the client address unless a trusted proxy forwarded the request.
     public let peerAddress: SocketAddress?
-    /// Bodies beyond this many bytes get 413 (`MAX_BODY_SIZE`, default 64 KiB).
-    public var maxUploadSize: Int { SessionRequestContext.bodyLimit }
-
-    /// Set once at start-up by the executable (a static: Hummingbird creates contexts from the channel alone).
-    nonisolated(unsafe) static var bodyLimit = 64 * 1024
+    /// The framework's default ceiling; the API's routes apply their own, smaller `MAX_BODY_SIZE`.
+    public var maxUploadSize: Int { 64 * 1024 * 1024 }
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -16,7 +16,6 @@ public enum SessionService {
         logger: Logger,
         metricsText: @escaping @Sendable () -> String = { "" }
     ) -> Application<RouterResponder<SessionRequestContext>> {
-        SessionRequestContext.bodyLimit = configuration.maxBodySize
         let events = RedisEventLog(logger: logger, endpoint: configuration.redis.description)
         let redis = RedisClient(configuration: configuration.redis, logger: logger) { events.record($0) }
         let sessions = RedisSessionStore(redis: redis, configuration: configuration.sessions)
@@ -31,7 +30,10 @@ public enum SessionService {
             registrationOpen: configuration.registrationOpen
         )
         let router = Router(context: SessionRequestContext.self)
-        Routes(accounts: accounts, redis: redis, trustedProxies: configuration.trustedProxies, metricsText: metricsText).add(to: router)
+        Routes(
+            accounts: accounts, redis: redis, trustedProxies: configuration.trustedProxies, maxBodySize: configuration.maxBodySize,
+            metricsText: metricsText
+        ).add(to: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),

@@ -1,1 +1,242 @@
+import Foundation
+import NIOCore
+import Redis
 import Testing
+import TestSupport
+
+@testable import SessionCore
+
+@Suite struct TokenTests {
+    @Test func randomTokensAreCanonicalV4AndDistinct() {
+        let tokens = (0..<1000).map { _ in SessionToken.random() }
+        #expect(Set(tokens).count == 1000)
+        for token in tokens.prefix(50) {
+            #expect(SessionToken(token.text) == token)
+            let uuid = try! #require(UUID(uuidString: token.text))
+            #expect(uuid.uuidString.lowercased() == token.text)
+        }
+    }
+
+    @Test(arguments: [
+        "", "not-a-token", "6FCC52A0-34F2-4734-950E-B757473493CB", " 6fcc52a0-34f2-4734-950e-b757473493cb",
+        "6fcc52a0-34f2-1734-950e-b757473493cb", "6fcc52a0-34f2-4734-c50e-b757473493cb", "6fcc52a034f24734950eb757473493cb",
+        "6fcc52a0-34f2-4734-950e-b757473493cg", "6fcc52a0-34f2-4734-950e-b757473493cb\r\n",
+    ])
+    func malformedTokensAreRejected(text: String) {
+        #expect(SessionToken(text) == nil)
+    }
+
+    @Test func sessionIDIsAOneWayHashOfTheToken() {
+        let token = SessionToken("6fcc52a0-34f2-4734-950e-b757473493cb")!
+        // sha256("6fcc52a0-34f2-4734-950e-b757473493cb") truncated to 16 bytes.
+        #expect(token.sessionID.hex.count == 32)
+        #expect(token.sessionID == SessionToken("6fcc52a0-34f2-4734-950e-b757473493cb")!.sessionID)
+        #expect(!token.sessionID.hex.contains("6fcc52a0"))
+        #expect(SessionID(hex: token.sessionID.hex) == token.sessionID)
+        #expect(SessionID(hex: "XYZ") == nil)
+        #expect("\(token)" == "SessionToken(redacted)")
+    }
+
+    @Test func userIDsRoundTripThroughBytes() {
+        let id = UserID.random()
+        #expect(UserID(bytes: id.bytes) == id)
+    }
+}
+
+@Suite struct CredentialRuleTests {
+    @Test(arguments: ["abc", "alice.smith@example.com", "A_b-c.d@1", String(repeating: "x", count: 64)])
+    func validUsernames(name: String) throws {
+        try Credentials.validateUsername(name)
+    }
+
+    @Test(arguments: ["ab", String(repeating: "x", count: 65), "alice smith", "bob\r\nSET x y", "é-unicode", "nul\u{0}name", "*3\r\n$3"])
+    func invalidUsernames(name: String) {
+        #expect(throws: SessionError.self) { try Credentials.validateUsername(name) }
+    }
+
+    @Test func passwordLengthsAndControlCharacters() throws {
+        try Credentials.validatePassword("12345678")
+        try Credentials.validatePassword(String(repeating: "é", count: 256))
+        #expect(throws: SessionError.self) { try Credentials.validatePassword("1234567") }
+        #expect(throws: SessionError.self) { try Credentials.validatePassword(String(repeating: "a", count: 257)) }
+        #expect(throws: SessionError.self) { try Credentials.validatePassword("password\u{0}nul") }
+        #expect(throws: SessionError.self) { try Credentials.validatePassword("pass\r\nword") }
+    }
+
+    @Test func usernamesNormalizeCaseInsensitively() {
+        #expect(Credentials.normalize("Alice.SMITH@x") == "alice.smith@x")
+    }
+}
+
+@Suite struct PasswordHasherTests {
+    let hasher = PasswordHasher(cost: 4, threads: 1)
+
+    @Test func hashesVerifyAndAreSalted() async throws {
+        let first = try await hasher.hash("correct horse battery")
+        let second = try await hasher.hash("correct horse battery")
+        #expect(first != second)
+        #expect(first.hasPrefix("bcrypt-hs256$$2b$04$"))
+        #expect(try await hasher.verify("correct horse battery", against: first))
+        #expect(try await hasher.verify("correct horse batterz", against: first) == false)
+        #expect(try await hasher.verify("correct horse battery", against: nil) == false)
+    }
+
+    @Test func passwordsLongerThan72BytesAreFullyCompared() async throws {
+        let base = String(repeating: "a", count: 80)
+        let hash = try await hasher.hash(base + "1")
+        #expect(try await hasher.verify(base + "2", against: hash) == false)
+        #expect(try await hasher.verify(base + "1", against: hash))
+    }
+}
+
+@Suite struct RedisSessionStoreTests {
+    @Test func createAuthenticateListAndRevoke() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let prefix = "t\(UUID().uuidString.prefix(8)):"
+            let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: prefix))
+            let user = UserID.random()
+            let (token, created) = try await store.create(for: user)
+            let (other, _) = try await store.create(for: user)
+            #expect(created.userID == user)
+            let authenticated = try #require(try await store.authenticate(token))
+            #expect(authenticated.id == created.id)
+            #expect(authenticated.userID == user)
+            #expect(abs(authenticated.createdAt.timeIntervalSince(created.createdAt)) < 0.002)
+            #expect(Set(try await store.sessions(for: user).map(\.id)) == [created.id, other.sessionID])
+            #expect(try await store.revoke(created.id, of: UserID.random()) == false, "another user's revoke must not work")
+            #expect(try await store.revoke(created.id, of: user))
+            #expect(try await store.authenticate(token) == nil)
+            #expect(try await store.revoke(created.id, of: user) == false)
+            try await store.revokeAll(for: user)
+            #expect(try await store.authenticate(other) == nil)
+            #expect(try await store.sessions(for: user).isEmpty)
+            #expect(try await redis.scan(match: "\(prefix)*", count: 1000).keys.isEmpty)
+        }
+    }
+
+    @Test func idleDeadlineSlidesButNeverPassesTheAbsoluteOne() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let prefix = "t\(UUID().uuidString.prefix(8)):"
+            let store = RedisSessionStore(
+                redis: redis, configuration: .init(idleTimeout: .milliseconds(600), absoluteTimeout: .milliseconds(1500), keyPrefix: prefix)
+            )
+            let user = UserID.random()
+            let (token, session) = try await store.create(for: user)
+            let key = KeySchema(prefix: prefix).session(session.id)
+            let index = KeySchema(prefix: prefix).sessionIndex(user)
+            #expect((500...600).contains(try await redis.pttl(key)))
+            #expect((1400...1500).contains(try await redis.pttl(index)))
+            // Keep it busy: each use renews the idle deadline...
+            for _ in 0..<5 {
+                try await Task.sleep(for: .milliseconds(200))
+                #expect(try await store.authenticate(token) != nil)
+            }
+            // ...but not past the absolute deadline, and then every key is gone by itself.
+            try await Task.sleep(for: .milliseconds(700))
+            #expect(try await store.authenticate(token) == nil)
+            #expect(try await redis.exists(key) == 0)
+            #expect(try await redis.exists(index) == 0)
+        }
+    }
+
+    @Test func unusedSessionsExpireAfterTheIdleTimeout() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let store = RedisSessionStore(
+                redis: redis, configuration: .init(idleTimeout: .milliseconds(300), absoluteTimeout: .seconds(60), keyPrefix: "t\(UUID().uuidString.prefix(8)):")
+            )
+            let (token, _) = try await store.create(for: UserID.random())
+            try await Task.sleep(for: .milliseconds(450))
+            #expect(try await store.authenticate(token) == nil)
+        }
+    }
+
+    @Test func redisNeverHoldsTheRawToken() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let prefix = "t\(UUID().uuidString.prefix(8)):"
+            let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: prefix))
+            let user = UserID.random()
+            var tokens: [SessionToken] = []
+            for _ in 0..<5 { tokens.append(try await store.create(for: user).token) }
+            let dump = try await RedisContents.dump(redis, match: "\(prefix)*")
+            #expect(!dump.isEmpty)
+            for token in tokens {
+                #expect(!dump.contains(Array(token.text.utf8)), "raw token found in Redis")
+                #expect(!dump.contains(Array(token.text.replacingOccurrences(of: "-", with: "").utf8)))
+            }
+            try await store.revokeAll(for: user)
+        }
+    }
+
+    @Test func storeErrorsAreTypedWhenRedisIsDown() async throws {
+        let server = try RedisServerProcess()
+        try await TestRedis.withClient(try RedisConfiguration(url: server.url), waitForConnection: false) { (redis: RedisClient) async throws in
+            let store = RedisSessionStore(redis: redis, configuration: .init())
+            await #expect(throws: SessionError.storeUnavailable) { try await store.authenticate(SessionToken.random()) }
+        }
+    }
+}
+
+@Suite struct LoginThrottleTests {
+    @Test func blocksAfterMaxFailuresAndSuccessResets() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let throttle = LoginThrottle(redis: redis, keyPrefix: "t\(UUID().uuidString.prefix(8)):", maxFailures: 3, window: .seconds(60))
+            for _ in 0..<3 {
+                try await throttle.check(username: "Bob", clientAddress: "10.0.0.1")
+                try await throttle.recordFailure(username: "bob", clientAddress: "10.0.0.1")
+            }
+            do {
+                try await throttle.check(username: "BOB", clientAddress: "10.0.0.1")
+                Issue.record("expected a block")
+            } catch let error as SessionError {
+                #expect(error.code == .tooManyAttempts)
+                #expect((59...60).contains(error.retryAfter ?? 0))
+            }
+            // Another client address is not blocked.
+            try await throttle.check(username: "bob", clientAddress: "10.0.0.2")
+            try await throttle.reset(username: "bob", clientAddress: "10.0.0.1")
+            try await throttle.check(username: "bob", clientAddress: "10.0.0.1")
+        }
+    }
+}
+
+/// Every byte of every key matching a pattern, keys and values, as one array to search.
+enum RedisContents {
+    static func dump(_ redis: RedisClient, match: String) async throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        var cursor = "0"
+        repeat {
+            let page = try await redis.scan(cursor: cursor, match: match, count: 1000)
+            cursor = page.cursor
+            for key in page.keys {
+                bytes += Array(key.readableBytesView)
+                let type = try await redis.send("TYPE", key).string ?? ""
+                let command: RedisCommand
+                switch type {
+                case "string": command = RedisCommand("GET", [key])
+                case "zset": command = RedisCommand("ZRANGE", [key, 0, -1, "WITHSCORES"])
+                case "hash": command = RedisCommand("HGETALL", [key])
+                default: continue
+                }
+                bytes += flatten(try await redis.send(command))
+            }
+        } while cursor != "0"
+        return bytes
+    }
+
+    static func flatten(_ value: RESPValue) -> [UInt8] {
+        switch value {
+        case .array(let values?): return values.flatMap(flatten)
+        default: return value.bytes ?? []
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    func contains(_ needle: [UInt8]) -> Bool {
+        guard !needle.isEmpty, needle.count <= count else { return false }
+        for start in 0...(count - needle.count) where self[start] == needle[0] {
+            if Array(self[start..<(start + needle.count)]) == needle { return true }
+        }
+        return false
+    }
+}

@@ -1,1 +1,362 @@
+import Foundation
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Redis
+import SessionCore
+import SessionHTTP
 import Testing
+import TestSupport
+
+@Suite struct AccountEndpointTests {
+    @Test func registerValidatesAndRejectsDuplicatesCaseInsensitively() async throws {
+        try await Instances.with(1, try Instances.configuration()) { clients in
+            let api = clients[0]
+            let name = uniqueName("Alice")
+            let created = try await api.call(.post, "/v1/users", json: ["username": name, "password": "correct horse"])
+            #expect(created.status == .created)
+            #expect(created.json["username"] as? String == name)
+            #expect(UserID(created.json["user_id"] as? String ?? "") != nil)
+            let duplicate = try await api.call(.post, "/v1/users", json: ["username": name.uppercased(), "password": "correct horse"])
+            #expect(duplicate.status == .conflict)
+            #expect(duplicate.errorCode == "username_taken")
+            for (username, password) in [("ab", "correct horse"), ("bad name", "correct horse"), (uniqueName(), "short")] {
+                let bad = try await api.call(.post, "/v1/users", json: ["username": username, "password": password])
+                #expect(bad.status == .badRequest)
+                #expect(bad.errorCode == "invalid_request")
+            }
+        }
+    }
+
+    @Test func closedRegistrationIsRefused() async throws {
+        try await Instances.with(1, try Instances.configuration { $0.registrationOpen = false }) { clients in
+            let response = try await clients[0].call(.post, "/v1/users", json: ["username": uniqueName(), "password": "correct horse"])
+            #expect(response.status == .forbidden)
+            #expect(response.errorCode == "registration_closed")
+        }
+    }
+
+    @Test func loginIssuesAUUIDv4TokenWithNoStore() async throws {
+        try await Instances.with(1, try Instances.configuration()) { clients in
+            let api = clients[0]
+            let name = uniqueName()
+            let userID = try await api.register(name)
+            let response = try await api.call(.post, "/v1/login", json: ["username": name.uppercased(), "password": "correct horse"])
+            #expect(response.status == .ok)
+            #expect(response.headers[.cacheControl] == "no-store")
+            let token = try #require(response.json["token"] as? String)
+            #expect(SessionToken(token) != nil)
+            #expect(response.json["token_type"] as? String == "Bearer")
+            #expect(response.json["user_id"] as? String == userID)
+            #expect((1795...1800).contains(response.json["expires_in"] as? Int ?? 0))
+            // Form-encoded logins work too.
+            let form = try await api.executeRequest(
+                uri: "/v1/login", method: .post, headers: [.contentType: "application/x-www-form-urlencoded"],
+                body: ByteBuffer(string: "username=\(name)&password=correct+horse")
+            )
+            #expect(form.status == .ok)
+            #expect(form.json["token"] as? String != token)
+        }
+    }
+
+    @Test func unknownUserAndWrongPasswordLookTheSame() async throws {
+        try await Instances.with(1, try Instances.configuration()) { clients in
+            let api = clients[0]
+            let name = uniqueName()
+            try await api.register(name)
+            let wrong = try await api.call(.post, "/v1/login", json: ["username": name, "password": "wrong password"])
+            let unknown = try await api.call(.post, "/v1/login", json: ["username": uniqueName(), "password": "wrong password"])
+            #expect(wrong.status == .unauthorized)
+            #expect(unknown.status == .unauthorized)
+            #expect(wrong.body == unknown.body)
+            #expect(wrong.errorCode == "invalid_credentials")
+        }
+    }
+
+    @Test func concurrentLoginsGiveDistinctWorkingTokens() async throws {
+        try await Instances.with(1, try Instances.configuration()) { clients in
+            let api = clients[0]
+            let name = uniqueName()
+            try await api.register(name)
+            let tokens = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<20 { group.addTask { try await api.login(name) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(Set(tokens).count == 20)
+            for token in tokens { #expect(try await api.call(.get, "/v1/verify", token: token).status == .ok) }
+            let list = try await api.call(.get, "/v1/sessions", token: tokens[0])
+            #expect((list.json["sessions"] as? [[String: Any]])?.count == 20)
+        }
+    }
+}
+
+@Suite struct SharedSessionTests {
+    @Test func aTokenFromOneInstanceWorksOnAllAndLogoutOnOneEndsItOnAll() async throws {
+        try await Instances.with(3, try Instances.configuration()) { clients in
+            let (a, b, c) = (clients[0], clients[1], clients[2])
+            let name = uniqueName()
+            let userID = try await a.register(name)
+            let token = try await a.login(name)
+            for instance in [a, b, c] {
+                let response = try await instance.call(.get, "/v1/verify", token: token)
+                #expect(response.status == .ok)
+                #expect(response.headers[HTTPField.Name("X-User-Id")!] == userID)
+                #expect(response.headers[HTTPField.Name("X-Session-Id")!]?.count == 32)
+            }
+            #expect(try await c.call(.post, "/v1/logout", token: token).status == .noContent)
+            for instance in [a, b, c] {
+                let response = try await instance.call(.get, "/v1/verify", token: token)
+                #expect(response.status == .unauthorized)
+                #expect(response.errorCode == "invalid_token")
+            }
+        }
+    }
+
+    @Test func sessionListingAndRevocation() async throws {
+        try await Instances.with(2, try Instances.configuration()) { clients in
+            let (a, b) = (clients[0], clients[1])
+            let name = uniqueName()
+            let userID = try await a.register(name)
+            let first = try await a.login(name)
+            let second = try await b.login(name)
+            let third = try await a.login(name)
+
+            let current = try await b.call(.get, "/v1/session", token: second)
+            #expect(current.status == .ok)
+            #expect(current.json["user_id"] as? String == userID)
+            #expect(current.json["username"] as? String == name)
+            let secondID = try #require(current.json["session_id"] as? String)
+            for field in ["created_at", "expires_at"] {
+                let text = try #require(current.json[field] as? String)
+                #expect(text.hasSuffix("Z"))
+                #expect(ISO8601DateFormatter.withFractions.date(from: text) != nil, "\(field)=\(text) is not RFC 3339")
+            }
+            #expect(!secondID.contains(second.replacingOccurrences(of: "-", with: "").prefix(8)))
+
+            let listed = try await a.call(.get, "/v1/sessions", token: first)
+            let sessions = try #require(listed.json["sessions"] as? [[String: Any]])
+            #expect(sessions.count == 3)
+            #expect(sessions.filter { $0["current"] as? Bool == true }.count == 1)
+            for session in sessions {
+                for field in ["session_id", "created_at", "last_seen_at", "expires_at"] { #expect(session[field] is String) }
+            }
+
+            // Another user cannot end my session.
+            let intruderName = uniqueName()
+            try await a.register(intruderName)
+            let intruder = try await a.login(intruderName)
+            let foreign = try await b.call(.delete, "/v1/sessions/\(secondID)", token: intruder)
+            #expect(foreign.status == .notFound)
+            #expect(foreign.errorCode == "not_found")
+            #expect(try await a.call(.get, "/v1/verify", token: second).status == .ok)
+
+            #expect(try await b.call(.delete, "/v1/sessions/\(secondID)", token: first).status == .noContent)
+            #expect(try await a.call(.get, "/v1/verify", token: second).status == .unauthorized)
+            #expect(try await a.call(.delete, "/v1/sessions/\(secondID)", token: first).status == .notFound)
+            #expect(try await a.call(.delete, "/v1/sessions/not-hex", token: first).status == .notFound)
+
+            #expect(try await b.call(.delete, "/v1/sessions", token: third).status == .noContent)
+            for token in [first, third] {
+                for instance in [a, b] { #expect(try await instance.call(.get, "/v1/verify", token: token).status == .unauthorized) }
+            }
+            #expect(try await a.call(.get, "/v1/verify", token: intruder).status == .ok)
+        }
+    }
+
+    @Test func idleAndAbsoluteExpiryOnEveryInstance() async throws {
+        let configuration = try Instances.configuration {
+            $0.sessions.idleTimeout = .seconds(1)
+            $0.sessions.absoluteTimeout = .seconds(3)
+        }
+        try await Instances.with(2, configuration) { clients in
+            let (a, b) = (clients[0], clients[1])
+            let name = uniqueName()
+            try await a.register(name)
+            let idle = try await a.login(name)
+            let busy = try await a.login(name)
+            // The busy one is used every 400 ms on alternating instances and stays alive past the idle timeout...
+            for round in 0..<5 {
+                try await Task.sleep(for: .milliseconds(400))
+                #expect(try await [a, b][round % 2].call(.get, "/v1/verify", token: busy).status == .ok, "round \(round)")
+            }
+            // ...while the idle one died after 1 s.
+            #expect(try await b.call(.get, "/v1/verify", token: idle).status == .unauthorized)
+            #expect(try await a.call(.get, "/v1/verify", token: idle).status == .unauthorized)
+            // Past the absolute timeout even the busy one ends, whatever its activity.
+            for _ in 0..<3 {
+                try await Task.sleep(for: .milliseconds(400))
+                _ = try await a.call(.get, "/v1/verify", token: busy)
+            }
+            #expect(try await a.call(.get, "/v1/verify", token: busy).status == .unauthorized)
+            #expect(try await b.call(.get, "/v1/verify", token: busy).status == .unauthorized)
+        }
+        // Every session key and the index are gone by themselves.
+        try await TestRedis.withClient(try RedisConfiguration(url: TestRedis.url)) { (redis: RedisClient) async throws in
+            let leftovers = try await redis.scan(match: "\(configuration.sessions.keyPrefix)[sx]:*", count: 1000).keys
+            #expect(leftovers.isEmpty)
+        }
+    }
+
+    @Test func throttlingIsSharedAcrossInstancesAndIgnoresUntrustedForwardedFor() async throws {
+        let configuration = try Instances.configuration {
+            $0.loginMaxFailures = 3
+            $0.loginFailureWindow = .seconds(60)
+        }
+        try await Instances.with(3, configuration) { clients in
+            let name = uniqueName()
+            try await clients[0].register(name)
+            for (index, client) in clients.enumerated() {
+                // A different X-Forwarded-For each time: ignored, because the peer (127.0.0.1) is not a trusted proxy.
+                let response = try await client.call(
+                    .post, "/v1/login", json: ["username": name, "password": "wrong password"],
+                    headers: [HTTPField.Name("X-Forwarded-For")!: "203.0.113.\(index)"]
+                )
+                #expect(response.status == .unauthorized)
+            }
+            let blocked = try await clients[1].call(.post, "/v1/login", json: ["username": name, "password": "correct horse"])
+            #expect(blocked.status == .tooManyRequests)
+            #expect(blocked.errorCode == "too_many_attempts")
+            #expect((50...60).contains(Int(blocked.headers[.retryAfter] ?? "") ?? 0))
+        }
+    }
+
+    @Test func trustedProxiesForwardTheClientAddress() async throws {
+        let configuration = try Instances.configuration {
+            $0.loginMaxFailures = 2
+            $0.trustedProxies = try! TrustedProxies(parsing: "127.0.0.1, ::1")
+        }
+        try await Instances.with(1, configuration) { clients in
+            let api = clients[0]
+            let name = uniqueName()
+            try await api.register(name)
+            let from = { (address: String) in [HTTPField.Name("X-Forwarded-For")!: address] as HTTPFields }
+            for _ in 0..<2 {
+                _ = try await api.call(.post, "/v1/login", json: ["username": name, "password": "wrong password"], headers: from("198.51.100.7"))
+            }
+            let blocked = try await api.call(.post, "/v1/login", json: ["username": name, "password": "correct horse"], headers: from("198.51.100.7"))
+            #expect(blocked.status == .tooManyRequests)
+            // Another client behind the same proxy is not blocked, and a success resets its count.
+            _ = try await api.login(name, headers: from("198.51.100.8"))
+        }
+    }
+}
+
+@Suite struct ProtocolTests {
+    @Test func missingMalformedAndRepeatedAuthorization() async throws {
+        try await Instances.with(1, try Instances.configuration()) { clients in
+            let api = clients[0]
+            let missing = try await api.call(.get, "/v1/session")
+            #expect(missing.status == .unauthorized)
+            #expect(missing.errorCode == "missing_token")
+            #expect(missing.headers[.wwwAuthenticate]?.hasPrefix("Bearer realm=") == true)
+            for value in ["Bearer nope", "Bearer 6FCC52A0-34F2-4734-950E-B757473493CB", "bearer " + String(repeating: "a", count: 300)] {
+                let malformed = try await api.call(.get, "/v1/verify", headers: [.authorization: value])
+                #expect(malformed.status == .unauthorized)
+                #expect(malformed.errorCode == "invalid_token")
+                #expect(malformed.headers[.wwwAuthenticate]?.contains("error=\"invalid_token\"") == true)
+            }
+            let unknown = try await api.call(.get, "/v1/verify", token: SessionToken.random().text)
+            #expect(unknown.errorCode == "invalid_token")
+            let basic = try await api.call(.get, "/v1/verify", headers: [.authorization: "Basic YWxhZGRpbjpvcGVuc2VzYW1l"])
+            #expect(basic.errorCode == "missing_token")
+            var repeated = HTTPFields()
+            repeated.append(HTTPField(name: .authorization, value: "Bearer \(SessionToken.random().text)"))
+            repeated.append(HTTPField(name: .authorization, value: "Bearer \(SessionToken.random().text)"))
+            let twice = try await api.executeRequest(uri: "/v1/verify", method: .get, headers: repeated, body: nil)
+            #expect(twice.status == .badRequest)
+        }
+    }
+
+    @Test func unknownRoutesWrongMethodsAndBadBodies() async throws {
+        try await Instances.with(1, try Instances.configuration { $0.maxBodySize = 1024 }) { clients in
+            let api = clients[0]
+            let notFound = try await api.call(.get, "/nope")
+            #expect(notFound.status == .notFound)
+            #expect(notFound.errorCode == "not_found")
+            let wrongMethod = try await api.call(.get, "/v1/login")
+            #expect(wrongMethod.status == .methodNotAllowed)
+            #expect(wrongMethod.headers[.allow] == "POST")
+            #expect(wrongMethod.headers[.contentType]?.hasPrefix("application/json") == true)
+            let tooLarge = try await api.executeRequest(
+                uri: "/v1/login", method: .post, headers: [.contentType: "application/json"],
+                body: ByteBuffer(string: "{\"username\":\"" + String(repeating: "a", count: 2000) + "\"}")
+            )
+            #expect(tooLarge.status == .contentTooLarge)
+            for body in ["{", "[]", "{\"username\": 1, \"password\": \"x\"}", "{\"username\":\"a\"}", "", "null"] {
+                let bad = try await api.executeRequest(
+                    uri: "/v1/users", method: .post, headers: [.contentType: "application/json"], body: ByteBuffer(string: body)
+                )
+                #expect(bad.status == .badRequest, "\(body)")
+                #expect(bad.errorCode == "invalid_request")
+            }
+            #expect(try await api.call(.get, "/healthz").status == .ok)
+        }
+    }
+
+    @Test func healthReadinessAndMetrics() async throws {
+        try await Instances.with(1, try Instances.configuration()) { clients in
+            let api = clients[0]
+            #expect(try await api.call(.get, "/healthz").status == .ok)
+            #expect(try await api.call(.get, "/readyz").status == .ok)
+            let metrics = try await api.call(.get, "/metrics")
+            #expect(metrics.status == .ok)
+            #expect(metrics.headers[.contentType]?.hasPrefix("text/plain") == true)
+        }
+    }
+}
+
+@Suite struct StoreOutageTests {
+    @Test func redisStoppedGives503FastAndServiceRecovers() async throws {
+        let server = try await RedisServerProcess.started()
+        let configuration = try Instances.configuration(redisURL: server.url) { $0.redis.commandTimeout = .milliseconds(500) }
+        try await Instances.with(2, configuration) { clients in
+            let name = uniqueName()
+            try await clients[0].register(name)
+            let token = try await clients[0].login(name)
+            await server.stop()
+            let clock = ContinuousClock()
+            for client in clients {
+                let start = clock.now
+                let response = try await client.call(.get, "/v1/verify", token: token)
+                #expect(response.status == .serviceUnavailable)
+                #expect(response.errorCode == "store_unavailable")
+                #expect(clock.now - start < .seconds(1))
+                let login = try await client.call(.post, "/v1/login", json: ["username": name, "password": "correct horse"])
+                #expect(login.status == .serviceUnavailable)
+                #expect(try await client.call(.get, "/readyz").status == .serviceUnavailable)
+                #expect(try await client.call(.get, "/healthz").status == .ok)
+            }
+            try await server.start()
+            for client in clients { try await Instances.waitUntilReady(client) }
+            // Redis restarted empty (no persistence here): the old token is simply unknown, and new logins work.
+            #expect(try await clients[1].call(.get, "/v1/verify", token: token).status == .unauthorized)
+            try await clients[1].register(name)
+            let fresh = try await clients[1].login(name)
+            #expect(try await clients[0].call(.get, "/v1/verify", token: fresh).status == .ok)
+        }
+        await server.stop()
+    }
+
+    @Test func serviceStartedBeforeRedisBecomesReady() async throws {
+        let server = try RedisServerProcess()
+        let configuration = try Instances.configuration(redisURL: server.url)
+        try await Instances.with(1, configuration, waitForRedis: false) { clients in
+            let api = clients[0]
+            #expect(try await api.call(.get, "/healthz").status == .ok)
+            #expect(try await api.call(.get, "/readyz").status == .serviceUnavailable)
+            #expect(try await api.call(.get, "/v1/verify", token: SessionToken.random().text).status == .serviceUnavailable)
+            try await server.start()
+            try await Instances.waitUntilReady(api)
+            try await api.register(uniqueName())
+        }
+        await server.stop()
+    }
+}
+
+extension ISO8601DateFormatter {
+    nonisolated(unsafe) static let withFractions: ISO8601DateFormatter = {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter
+    }()
+}

@@ -1,0 +1,99 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Redis
+import SessionCore
+import SessionHTTP
+import Testing
+import TestSupport
+
+/// Instances of the real service (real HTTP on loopback, real Redis), sharing one Redis.
+enum Instances {
+    /// A configuration for tests: a unique key prefix (so tests do not see each other), cheap bcrypt, port 0.
+    static func configuration(redisURL: String = TestRedis.url, _ tweak: (inout ServiceConfiguration) -> Void = { _ in }) throws
+        -> ServiceConfiguration
+    {
+        var configuration = try ServiceConfiguration(
+            environment: ["REDIS_URL": redisURL, "PORT": "0", "BCRYPT_COST": "4", "KEY_PREFIX": "it\(UUID().uuidString.prefix(8)):"],
+            arguments: []
+        )
+        tweak(&configuration)
+        return configuration
+    }
+
+    /// Runs `body` with `count` live instances of one configuration.
+    static func with(
+        _ count: Int, _ configuration: ServiceConfiguration, waitForRedis: Bool = true,
+        _ body: @escaping @Sendable ([any TestClientProtocol]) async throws -> Void
+    ) async throws {
+        try await start(count, configuration, clients: [], waitForRedis: waitForRedis, body)
+    }
+
+    private static func start(
+        _ remaining: Int, _ configuration: ServiceConfiguration, clients: [any TestClientProtocol], waitForRedis: Bool,
+        _ body: @escaping @Sendable ([any TestClientProtocol]) async throws -> Void
+    ) async throws {
+        guard remaining > 0 else {
+            if waitForRedis {
+                for client in clients { try await waitUntilReady(client) }
+            }
+            try await body(clients)
+            return
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let app = SessionService.makeApplication(configuration: configuration, logger: logger)
+        try await app.test(.live) { client in
+            try await start(remaining - 1, configuration, clients: clients + [client], waitForRedis: waitForRedis, body)
+        }
+    }
+
+    static func waitUntilReady(_ client: any TestClientProtocol) async throws {
+        for _ in 0..<300 {
+            if try await client.executeRequest(uri: "/readyz", method: .get, headers: [:], body: nil).status == .ok { return }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        Issue.record("instance never became ready")
+    }
+}
+
+/// Small conveniences over the test client, speaking the API's JSON.
+extension TestClientProtocol {
+    func call(_ method: HTTPRequest.Method, _ uri: String, token: String? = nil, json: [String: Any]? = nil, headers: HTTPFields = [:])
+        async throws -> TestResponse
+    {
+        var headers = headers
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        var body: ByteBuffer?
+        if let json {
+            headers[.contentType] = "application/json"
+            body = ByteBuffer(bytes: Array(try JSONSerialization.data(withJSONObject: json)))
+        }
+        return try await executeRequest(uri: uri, method: method, headers: headers, body: body)
+    }
+
+    @discardableResult
+    func register(_ username: String, _ password: String = "correct horse") async throws -> String {
+        let response = try await call(.post, "/v1/users", json: ["username": username, "password": password])
+        #expect(response.status == .created, "register \(username): \(response.status)")
+        return response.json["user_id"] as? String ?? ""
+    }
+
+    func login(_ username: String, _ password: String = "correct horse", headers: HTTPFields = [:]) async throws -> String {
+        let response = try await call(.post, "/v1/login", json: ["username": username, "password": password], headers: headers)
+        #expect(response.status == .ok, "login \(username): \(response.status) \(String(buffer: response.body))")
+        return response.json["token"] as? String ?? ""
+    }
+}
+
+extension TestResponse {
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
+    }
+    var errorCode: String? { json["error"] as? String }
+}
+
+func uniqueName(_ label: String = "user") -> String { "\(label)-\(UUID().uuidString.prefix(12).lowercased())" }
