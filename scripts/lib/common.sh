@@ -59,3 +59,43 @@ stop_pidfile() {
     fi
     rm -f "$file"
 }
+
+# wait_http URL [SECONDS] — waits until URL answers 200.
+wait_http() {
+    local url="$1" deadline=$(( $(date +%s) + ${2:-30} ))
+    until curl -fsS -o /dev/null "$url" 2>/dev/null; do
+        [ "$(date +%s)" -ge "$deadline" ] && return 1
+        sleep 0.1
+    done
+}
+
+# start_instance NAME PORT BINARY [VAR=value…] — one service instance in the background, pid and log in $STATE_DIR/NAME.
+start_instance() {
+    local name="$1" port="$2" binary="$3"; shift 3
+    local dir="$STATE_DIR/$name"
+    mkdir -p "$dir"
+    env PORT="$port" HOST=127.0.0.1 "$@" "$binary" >"$dir/service.log" 2>&1 &
+    echo $! >"$dir/service.pid"
+}
+
+# render_nginx TEMPLATE OUT LISTEN_PORT UPSTREAM_PORT… — fills the loopback nginx template.
+render_nginx() {
+    local template="$1" out="$2" listen="$3"; shift 3
+    local servers="" dir; dir="$(dirname "$out")"
+    for port in "$@"; do servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'; done
+    mkdir -p "$dir/tmp" "$dir/www/protected"
+    echo "protected content" >"$dir/www/protected/page"
+    python3 - "$template" "$out" "$listen" "$dir" "$servers" <<'PY'
+import sys
+template, out, listen, state, servers = sys.argv[1:]
+text = open(template).read().replace("@LISTEN@", listen).replace("@STATE@", state).replace("@SERVERS@", servers.rstrip("\n"))
+open(out, "w").write(text)
+PY
+}
+
+# start_nginx CONF — nginx as a plain process (no root needed beyond the port), pid in the conf's folder.
+start_nginx() {
+    local conf="$1"
+    nginx -t -q -c "$conf" -p "$(dirname "$conf")" 2>&1 | grep -v 'could not open error log file' >&2 || true
+    nginx -c "$conf" -p "$(dirname "$conf")" 2>/dev/null
+}
