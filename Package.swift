@@ -14,6 +14,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "session-service", targets: ["SessionServer"]),
+        .executable(name: "redis-bench", targets: ["RedisBenchmark"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "SessionCore", targets: ["SessionCore"]),
         .library(name: "SessionHTTP", targets: ["SessionHTTP"]),
@@ -87,6 +88,12 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "RedisBenchmark",
+            dependencies: ["Redis"],
+            path: "Benchmarks/RedisBenchmark",
             swiftSettings: swiftSettings
         ),
         .target(
