@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "session-service", targets: ["SessionServer"]),
         .executable(name: "redis-bench", targets: ["RedisBenchmark"]),
+        .executable(name: "session-bench", targets: ["SessionBenchmark"]),
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "SessionCore", targets: ["SessionCore"]),
         .library(name: "SessionHTTP", targets: ["SessionHTTP"]),
@@ -49,6 +50,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Metrics", package: "swift-metrics"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -94,6 +96,12 @@ let package = Package(
             name: "RedisBenchmark",
             dependencies: ["Redis"],
             path: "Benchmarks/RedisBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "SessionBenchmark",
+            dependencies: ["Redis", "SessionCore"],
+            path: "Benchmarks/SessionBenchmark",
             swiftSettings: swiftSettings
         ),
         .target(

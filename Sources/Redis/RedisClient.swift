@@ -1,4 +1,5 @@
 import Atomics
+import Metrics
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -33,6 +34,8 @@ public final class RedisClient: Service, Sendable {
     private let slots: [NIOLockedValueBox<RedisConnection?>]
     private let nextSlot = ManagedAtomic(0)
     private let isShutdown = ManagedAtomic(false)
+    /// Commands written to Redis (a pipeline counts each command): what a request really costs in round trips.
+    private let commandsSent = Counter(label: "redis_commands_sent_total")
 
     /// Creates a client; nothing connects until `run()`.
     /// - Parameters:
@@ -85,6 +88,7 @@ public final class RedisClient: Service, Sendable {
     ///   `.timeout`, `.connectionClosed`, `.overloaded`.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
         let connection = try pickConnection()
+        commandsSent.increment()
         let reply: RESPValue
         do {
             reply = try await connection.send(command, reserved: true)
@@ -107,6 +111,7 @@ public final class RedisClient: Service, Sendable {
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
         let connection = try pickConnection(replies: commands.count)
+        commandsSent.increment(by: commands.count)
         do {
             return try await connection.pipeline(commands)
         } catch let error as RedisError {

@@ -1,0 +1,72 @@
+import Foundation
+import Redis
+import SessionCore
+
+/// Seeds live sessions for the HTTP benchmark, and measures Redis memory per session.
+///
+///     session-bench seed REDIS_URL KEY_PREFIX USERS SESSIONS_PER_USER TOKENS_FILE
+///         creates USERS users (records only, no password) with SESSIONS_PER_USER sessions each, through the real
+///         store (one EVALSHA each, 64 at a time), and writes the tokens one per line.
+///     session-bench memory REDIS_URL SESSIONS
+///         prints Redis' used_memory growth per session over SESSIONS new sessions (100 per user), then removes them.
+@main
+struct SessionBenchmark {
+    static func main() async throws {
+        let arguments = CommandLine.arguments
+        guard arguments.count >= 4 else {
+            print("usage: session-bench seed REDIS_URL KEY_PREFIX USERS SESSIONS_PER_USER TOKENS_FILE | memory REDIS_URL SESSIONS")
+            exit(2)
+        }
+        let client = RedisClient(configuration: try RedisConfiguration(url: arguments[2]))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.run() }
+            try await client.waitUntilConnected()
+            switch arguments[1] {
+            case "seed":
+                let prefix = arguments[3]
+                let users = Int(arguments[4])!
+                let perUser = Int(arguments[5])!
+                let tokens = try await seed(client, prefix: prefix, users: users, perUser: perUser)
+                try tokens.map(\.text).joined(separator: "\n").appending("\n").write(toFile: arguments[6], atomically: true, encoding: .utf8)
+            case "memory":
+                let count = Int(arguments[3])!
+                let prefix = "mem\(UInt32.random(in: 0...UInt32.max)):"
+                let before = try await usedMemory(client)
+                let tokens = try await seed(client, prefix: prefix, users: max(1, count / 100), perUser: min(100, count), records: false)
+                let after = try await usedMemory(client)
+                print(String(format: "%.1f", Double(after - before) / Double(tokens.count)))
+                var cursor = "0"
+                repeat {
+                    let page = try await client.scan(cursor: cursor, match: "\(prefix)*", count: 10_000)
+                    cursor = page.cursor
+                    if !page.keys.isEmpty { _ = try await client.send(RedisCommand("UNLINK", page.keys)) }
+                } while cursor != "0"
+            default:
+                print("unknown mode \(arguments[1])")
+                exit(2)
+            }
+            group.cancelAll()
+        }
+    }
+
+    static func seed(_ client: RedisClient, prefix: String, users: Int, perUser: Int, records: Bool = true) async throws -> [SessionToken] {
+        let store = RedisSessionStore(redis: client, configuration: .init(keyPrefix: prefix))
+        let keys = KeySchema(prefix: prefix)
+        var tokens: [SessionToken] = []
+        for userIndex in 0..<users {
+            let user = UserID.random()
+            if records { try await client.hset(keys.user(user), [("name", "bench\(userIndex)"), ("pw", "x")]) }
+            try await withThrowingTaskGroup(of: SessionToken.self) { group in
+                for _ in 0..<perUser { group.addTask { try await store.create(for: user).token } }
+                for try await token in group { tokens.append(token) }
+            }
+        }
+        return tokens
+    }
+
+    static func usedMemory(_ client: RedisClient) async throws -> Int {
+        let info = try await client.info("memory")
+        let line = info.split(whereSeparator: \.isNewline).first { $0.hasPrefix("used_memory:") }!
+        return Int(line.dropFirst("used_memory:".count))!
+    }
+}
