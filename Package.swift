@@ -130,3 +130,17 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer harness (scripts/fuzz) is only part of the package when asked for: it has no `main` of its own
+// (libFuzzer provides it), so it cannot link in an ordinary build.
+if Context.environment["SESSION_FUZZ"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "SessionFuzz",
+            dependencies: ["Redis", "SessionCore", "SessionHTTP", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/SessionFuzz",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
+        )
+    )
+    package.products.append(.executable(name: "session-fuzz", targets: ["SessionFuzz"]))
+}

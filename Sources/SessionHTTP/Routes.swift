@@ -230,7 +230,15 @@ struct CredentialsBody: Decodable {
     let password: String
 
     static func decode(_ request: Request, limit: Int) async throws -> CredentialsBody {
-        let buffer = try await request.body.collect(upTo: limit)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: limit)
+        } catch let error as NIOTooManyBytesError {
+            throw error  // 413
+        } catch {
+            // A malformed body on the wire (bad chunked encoding, a truncated stream): the client's fault, never a 500.
+            throw APIError.invalidRequest("the request body could not be read")
+        }
         let contentType = request.headers[.contentType]?.lowercased() ?? ""
         // `curl -d '{…}'` labels JSON as a form; a form body never starts with `{`, so such bodies are read as JSON.
         let looksLikeJSON = buffer.readableBytesView.first { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") } == UInt8(ascii: "{")

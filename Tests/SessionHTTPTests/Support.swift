@@ -13,11 +13,14 @@ import TestSupport
 /// Instances of the real service (real HTTP on loopback, real Redis), sharing one Redis.
 enum Instances {
     /// A configuration for tests: a unique key prefix (so tests do not see each other), cheap bcrypt, port 0.
-    static func configuration(redisURL: String = TestRedis.url, _ tweak: (inout ServiceConfiguration) -> Void = { _ in }) throws
+    /// The service's Redis URL: the least-privilege ACL user that scripts/test creates.
+    static var serviceRedisURL: String { ProcessInfo.processInfo.environment["TEST_SERVICE_REDIS_URL"] ?? TestRedis.url }
+
+    static func configuration(redisURL: String = Instances.serviceRedisURL, _ tweak: (inout ServiceConfiguration) -> Void = { _ in }) throws
         -> ServiceConfiguration
     {
         var configuration = try ServiceConfiguration(
-            environment: ["REDIS_URL": redisURL, "PORT": "0", "BCRYPT_COST": "4", "KEY_PREFIX": "it\(UUID().uuidString.prefix(8)):"],
+            environment: ["REDIS_URL": redisURL, "PORT": "0", "BCRYPT_COST": "4", "KEY_PREFIX": "ss:it\(UUID().uuidString.prefix(8)):"],
             arguments: []
         )
         tweak(&configuration)
