@@ -1,14 +1,5 @@
 import NIOCore
 
-/// A command on its way to Redis: its encoded bytes and where its reply goes.
-struct RedisRequest {
-    var bytes: ByteBuffer
-    var promise: EventLoopPromise<RESPValue>
-    /// How many replies the bytes will bring: 1 for a command, more for a pipeline, whose replies are
-    /// gathered into one `.array`.
-    var replyCount: Int = 1
-}
-
 /// Gathers the replies of a pipeline written as one request.
 final class ReplyBatch {
     var replies: [RESPValue] = []
@@ -16,22 +7,21 @@ final class ReplyBatch {
 
 /// Pipelines commands on one connection: writes them as they come and matches replies to them in order.
 ///
-/// Redis answers the commands of one connection in the order it received them, so a FIFO of promises is
-/// all the bookkeeping pipelining needs. Flushes are coalesced: every write asks for a flush, but only one
-/// flush runs per pass of the event loop, so commands issued together leave in one `write(2)`.
+/// Redis answers the commands of one connection in the order it received them, so a FIFO of continuations is
+/// all the bookkeeping pipelining needs. Callers hand commands to `enqueue` on the event loop (one hop, no
+/// futures); flushes are coalesced, so commands issued together leave in one `write(2)`.
 ///
 /// Timeouts: each command gets a deadline. When it passes, the command fails with `.timeout` but keeps its
 /// place in the FIFO (its reply, if it ever comes, is dropped), so the replies of later commands still match.
 /// If the oldest command stays unanswered for `stallTimeout`, the connection is presumed dead and closed.
-final class RedisChannelHandler: ChannelDuplexHandler {
+final class RedisChannelHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = RedisRequest
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        var promise: EventLoopPromise<RESPValue>?
+        var continuation: CheckedContinuation<RESPValue, any Error>?
         let deadline: NIODeadline
-        /// Set for the replies of a pipeline; the promise sits on its last entry.
+        /// Set for the replies of a pipeline; the continuation sits on its last entry.
         var batch: ReplyBatch? = nil
     }
 
@@ -42,44 +32,51 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     private var flushScheduled = false
     private var closedError: RedisError?
+    private var context: ChannelHandlerContext?
     /// Called on the event loop each time a command leaves the FIFO (answered, failed or dropped).
-    private let onComplete: () -> Void
+    private let onComplete: (Int) -> Void
 
-    init(commandTimeout: TimeAmount, stallTimeout: TimeAmount, onComplete: @escaping () -> Void) {
+    init(commandTimeout: TimeAmount, stallTimeout: TimeAmount, onComplete: @escaping (Int) -> Void) {
         self.commandTimeout = commandTimeout
         self.stallTimeout = stallTimeout
         self.onComplete = onComplete
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let request = unwrapOutboundIn(data)
-        if let closedError {
-            request.promise.fail(closedError)
-            onComplete()
-            promise?.fail(closedError)
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        failAll(.connectionClosed)
+        self.context = nil
+    }
+
+    /// Writes encoded commands expecting `replyCount` replies; `continuation` gets the reply (an `.array` of them
+    /// for a pipeline). Must run on the channel's event loop.
+    func enqueue(_ bytes: ByteBuffer, replyCount: Int, continuation: CheckedContinuation<RESPValue, any Error>) {
+        guard let context, closedError == nil else {
+            continuation.resume(throwing: closedError ?? .connectionClosed)
+            onComplete(replyCount)
             return
         }
         let deadline = NIODeadline.now() + commandTimeout
-        if request.replyCount == 1 {
-            pending.append(Pending(promise: request.promise, deadline: deadline))
+        if replyCount == 1 {
+            pending.append(Pending(continuation: continuation, deadline: deadline))
         } else {
             let batch = ReplyBatch()
-            batch.replies.reserveCapacity(request.replyCount)
-            for _ in 1..<request.replyCount { pending.append(Pending(promise: nil, deadline: deadline, batch: batch)) }
-            pending.append(Pending(promise: request.promise, deadline: deadline, batch: batch))
+            batch.replies.reserveCapacity(replyCount)
+            for _ in 1..<replyCount { pending.append(Pending(continuation: nil, deadline: deadline, batch: batch)) }
+            pending.append(Pending(continuation: continuation, deadline: deadline, batch: batch))
         }
         if timer == nil { scheduleTimer(context: context, at: deadline) }
-        context.write(wrapOutboundOut(request.bytes), promise: promise)
-    }
-
-    func flush(context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(bytes), promise: nil)
         guard !flushScheduled else { return }
         flushScheduled = true
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         context.eventLoop.execute {
-            let (handler, context) = loopBound.value
+            let handler = loopBound.value
             handler.flushScheduled = false
-            context.flush()
+            handler.context?.flush()
         }
     }
 
@@ -92,11 +89,11 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 }
                 if let batch = entry.batch {
                     batch.replies.append(reply)
-                    entry.promise?.succeed(.array(batch.replies))
+                    entry.continuation?.resume(returning: .array(batch.replies))
                 } else {
-                    entry.promise?.succeed(reply)
+                    entry.continuation?.resume(returning: reply)
                 }
-                onComplete()
+                onComplete(1)
             }
         } catch {
             failAll(error as? RedisError ?? .protocolViolation)
@@ -114,16 +111,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    /// The number of commands written and not yet answered, timed-out ones included.
-    var inFlight: Int { pending.count }
-
     private func failAll(_ error: RedisError) {
         if closedError == nil { closedError = error }
         timer?.cancel()
         timer = nil
         while let entry = pending.popFirst() {
-            entry.promise?.fail(error)
-            onComplete()
+            entry.continuation?.resume(throwing: error)
+            onComplete(1)
         }
     }
 
@@ -146,9 +140,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                 nextDeadline = entry.deadline
                 break
             }
-            if let promise = entry.promise {
-                pending[index].promise = nil
-                promise.fail(RedisError.timeout)
+            if let continuation = entry.continuation {
+                pending[index].continuation = nil
+                continuation.resume(throwing: RedisError.timeout)
             }
             index = pending.index(after: index)
         }

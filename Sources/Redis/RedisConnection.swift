@@ -9,11 +9,13 @@ import Glibc
 /// One connection to Redis: a SwiftNIO channel with a `RedisChannelHandler`, and many commands in flight on it.
 final class RedisConnection: Sendable {
     let channel: any Channel
+    private let handler: NIOLoopBound<RedisChannelHandler>
     private let inFlight: ManagedAtomic<Int>
     private let maxInFlight: Int
 
-    private init(channel: any Channel, inFlight: ManagedAtomic<Int>, maxInFlight: Int) {
+    private init(channel: any Channel, handler: NIOLoopBound<RedisChannelHandler>, inFlight: ManagedAtomic<Int>, maxInFlight: Int) {
         self.channel = channel
+        self.handler = handler
         self.inFlight = inFlight
         self.maxInFlight = maxInFlight
     }
@@ -31,8 +33,8 @@ final class RedisConnection: Sendable {
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = RedisChannelHandler(commandTimeout: commandTimeout, stallTimeout: stallTimeout) {
-                        inFlight.wrappingDecrement(ordering: .relaxed)
+                    let handler = RedisChannelHandler(commandTimeout: commandTimeout, stallTimeout: stallTimeout) { count in
+                        inFlight.wrappingDecrement(by: count, ordering: .relaxed)
                     }
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
@@ -57,7 +59,18 @@ final class RedisConnection: Sendable {
         } catch {
             throw RedisError.unavailableBecause(error)
         }
-        let connection = RedisConnection(channel: channel, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection)
+        let handler: NIOLoopBound<RedisChannelHandler>
+        do {
+            handler = try await channel.eventLoop.submit {
+                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisChannelHandler.self), eventLoop: channel.eventLoop)
+            }.get()
+        } catch {
+            channel.close(promise: nil)
+            throw RedisError.connectionClosed
+        }
+        let connection = RedisConnection(
+            channel: channel, handler: handler, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection
+        )
         do {
             // The handshake: any error reply (WRONGPASS, NOAUTH, a bad database) keeps the connection from service.
             var handshake: [RedisCommand] = []
@@ -105,11 +118,17 @@ final class RedisConnection: Sendable {
         return try await write(buffer, replyCount: commands.count).array ?? []
     }
 
+    /// One hop to the event loop and straight into the handler: no pipeline traversal, no futures.
     private func write(_ bytes: ByteBuffer, replyCount: Int) async throws -> RESPValue {
-        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        // If the write never reaches the handler (the channel closed under it), fail the command instead of hanging.
-        channel.writeAndFlush(RedisRequest(bytes: bytes, promise: promise, replyCount: replyCount)).cascadeFailure(to: promise)
-        return try await promise.futureResult.get()
+        let eventLoop = channel.eventLoop
+        let handler = self.handler
+        return try await withCheckedThrowingContinuation { continuation in
+            if eventLoop.inEventLoop {
+                handler.value.enqueue(bytes, replyCount: replyCount, continuation: continuation)
+            } else {
+                eventLoop.execute { handler.value.enqueue(bytes, replyCount: replyCount, continuation: continuation) }
+            }
+        }
     }
 
     /// Closes the channel; commands in flight fail with `.connectionClosed`.

@@ -60,7 +60,10 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
         verified.increment()
         var context = context
         context.session = session
-        context.logger[metadataKey: "session.id"] = "\(session.id.hex)"
+        if context.logger.logLevel <= .debug {
+            // Only when it can be logged: setting metadata copies the logger's dictionary on every request.
+            context.logger[metadataKey: "session.id"] = "\(session.id.hex)"
+        }
         return try await next(request, context)
     }
 }

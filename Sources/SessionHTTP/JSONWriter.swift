@@ -61,6 +61,12 @@ struct JSONWriter {
 
     static func writeString(_ value: String, into buffer: inout ByteBuffer) {
         buffer.writeStaticString("\"")
+        // Nearly every value (ids, timestamps, codes) needs no escaping: copy it whole.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            buffer.writeString(value)
+            buffer.writeStaticString("\"")
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): buffer.writeStaticString("\\\"")

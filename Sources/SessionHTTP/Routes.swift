@@ -78,12 +78,13 @@ public struct Routes: Sendable {
     /// 0 round trips beyond authentication.
     func verify(_ context: SessionRequestContext) throws -> Response {
         let session = try Self.session(context)
+        let sessionID = session.id.hex
         var response = try Self.json(.ok) { object in
             object.field("user_id", session.userID.text)
-            object.field("session_id", session.id.hex)
+            object.field("session_id", sessionID)
         }
         response.headers[.xUserID] = session.userID.text
-        response.headers[.xSessionID] = session.id.hex
+        response.headers[.xSessionID] = sessionID
         return response
     }
 
