@@ -40,8 +40,9 @@ public struct TrustedProxies: Sendable, Equatable {
     public init(parsing list: String) throws(ConfigurationError) {
         var networks: [Network] = []
         for entry in list.split(separator: ",").map({ $0.trimmingSpaces }) where !entry.isEmpty {
-            let parts = entry.split(separator: "/", maxSplits: 1)
-            guard let address = IPAddress.bytes(String(parts[0])) else {
+            // Not omitting empty pieces: "/" or "/8" must be refused, not crash (a libFuzzer finding).
+            let parts = entry.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let first = parts.first, let address = IPAddress.bytes(String(first)) else {
                 throw ConfigurationError("TRUSTED_PROXIES: '\(entry)' is not an IP address or CIDR")
             }
             var prefix = address.count * 8

@@ -360,3 +360,34 @@ extension ISO8601DateFormatter {
         return formatter
     }()
 }
+
+@Suite struct ConfigurationTests {
+    @Test func trustedProxiesParseAndMatch() throws {
+        let proxies = try TrustedProxies(parsing: "10.0.0.0/8, 192.168.1.1 ,::1")
+        let peer = try SocketAddress(ipAddress: "10.1.2.3", port: 1)
+        #expect(proxies.clientAddress(peer: peer, forwardedFor: ["203.0.113.5, 10.9.9.9"]) == "203.0.113.5")
+        let untrusted = try SocketAddress(ipAddress: "203.0.113.77", port: 1)
+        #expect(proxies.clientAddress(peer: untrusted, forwardedFor: ["198.51.100.1"]) == "203.0.113.77")
+    }
+
+    // Found by scripts/fuzz: "/" crashed the parser (an empty split), which would have crashed start-up.
+    @Test(arguments: ["/", "/8", "10.0.0.0/", "10.0.0.0/33", "not-an-ip", "::1/129", "1.2.3.4/x"])
+    func badTrustedProxiesAreRefusedNotCrashed(list: String) {
+        #expect(throws: ConfigurationError.self) { try TrustedProxies(parsing: list) }
+    }
+
+    @Test func environmentAndFlagsAreRead() throws {
+        let configuration = try ServiceConfiguration(
+            environment: ["PORT": "9000", "SESSION_IDLE_TIMEOUT": "60", "REGISTRATION": "closed", "UNRELATED": "x"],
+            arguments: ["--port", "9100", "--redis-url=redis://:pw@10.0.0.5:6380/2", "--key-prefix", "app:"]
+        )
+        #expect(configuration.port == 9100)
+        #expect(configuration.sessions.idleTimeout == .seconds(60))
+        #expect(configuration.registrationOpen == false)
+        #expect(configuration.redis.database == 2)
+        #expect(configuration.sessions.keyPrefix == "app:")
+        for bad in [["--port", "x"], ["--nope", "1"], ["--session-idle-timeout", "100000", "--session-absolute-timeout", "10"], ["--redis-url", "http://x"]] {
+            #expect(throws: ConfigurationError.self) { try ServiceConfiguration(environment: [:], arguments: bad) }
+        }
+    }
+}
