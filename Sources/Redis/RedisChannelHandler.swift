@@ -55,8 +55,8 @@ final class RedisChannelHandler: ChannelInboundHandler {
     /// for a pipeline). Must run on the channel's event loop.
     func enqueue(_ bytes: ByteBuffer, replyCount: Int, continuation: CheckedContinuation<RESPValue, any Error>) {
         guard let context, closedError == nil else {
-            continuation.resume(throwing: closedError ?? .connectionClosed)
             onComplete(replyCount)
+            continuation.resume(throwing: closedError ?? .connectionClosed)
             return
         }
         let deadline = NIODeadline.now() + commandTimeout
@@ -87,13 +87,14 @@ final class RedisChannelHandler: ChannelInboundHandler {
                 guard let entry = pending.popFirst() else {
                     throw RedisError.protocolError("reply from Redis with no command waiting for it")
                 }
+                // Release the slot before resuming: the caller may send again at once and must find it free.
+                onComplete(1)
                 if let batch = entry.batch {
                     batch.replies.append(reply)
                     entry.continuation?.resume(returning: .array(batch.replies))
                 } else {
                     entry.continuation?.resume(returning: reply)
                 }
-                onComplete(1)
             }
         } catch {
             failAll(error as? RedisError ?? .protocolViolation)
@@ -116,8 +117,8 @@ final class RedisChannelHandler: ChannelInboundHandler {
         timer?.cancel()
         timer = nil
         while let entry = pending.popFirst() {
-            entry.continuation?.resume(throwing: error)
             onComplete(1)
+            entry.continuation?.resume(throwing: error)
         }
     }
 
