@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Redis
@@ -388,6 +389,29 @@ extension ISO8601DateFormatter {
         #expect(configuration.sessions.keyPrefix == "app:")
         for bad in [["--port", "x"], ["--nope", "1"], ["--session-idle-timeout", "100000", "--session-absolute-timeout", "10"], ["--redis-url", "http://x"]] {
             #expect(throws: ConfigurationError.self) { try ServiceConfiguration(environment: [:], arguments: bad) }
+        }
+    }
+}
+
+@Suite struct ReadmeExampleTests {
+    /// The README's "use the middleware in your own app" example, compiled and served for real.
+    @Test func protectingYourOwnRoutesWorksAsTheReadmeShows() async throws {
+        let redis = RedisClient(configuration: try RedisConfiguration(url: TestRedis.url))
+        let store = RedisSessionStore(redis: redis, configuration: SessionConfiguration(keyPrefix: "ss:readme\(UUID().uuidString.prefix(6)):"))
+        let router = Router(context: SessionRequestContext.self)
+        router.group("/api").add(middleware: BearerAuthenticator(store: store))
+            .get("/me") { _, context in context.session!.userID.text }
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)), services: [redis])
+        try await app.test(.live) { client in
+            try await redis.waitUntilConnected()
+            let user = UserID.random()
+            let (token, _) = try await store.create(for: user)
+            let me = try await client.executeRequest(uri: "/api/me", method: .get, headers: [.authorization: "Bearer \(token.text)"], body: nil)
+            #expect(me.status == .ok)
+            #expect(String(buffer: me.body) == user.text)
+            let anonymous = try await client.executeRequest(uri: "/api/me", method: .get, headers: [:], body: nil)
+            #expect(anonymous.status == .unauthorized)
+            try await store.revokeAll(for: user)
         }
     }
 }
