@@ -21,11 +21,8 @@ public struct LoginThrottle: Sendable {
 
     /// Throws `tooManyAttempts` (with the seconds left) when the pair is blocked.
     public func check(username: String, clientAddress: String) async throws(SessionError) {
-        let reply: RESPValue
-        do {
-            reply = try await redis.run(Self.checkScript, keys: [key(username, clientAddress)], arguments: [maxFailures])
-        } catch {
-            throw .storeUnavailable
+        let reply = try await withStore {
+            try await redis.run(Self.checkScript, keys: [key(username, clientAddress)], arguments: [maxFailures])
         }
         if let milliseconds = reply.int, milliseconds > 0 {
             throw .tooManyAttempts(retryAfter: Int((milliseconds + 999) / 1000))
@@ -34,20 +31,14 @@ public struct LoginThrottle: Sendable {
 
     /// Counts a failure.
     public func recordFailure(username: String, clientAddress: String) async throws(SessionError) {
-        do {
-            _ = try await redis.run(Self.failScript, keys: [key(username, clientAddress)], arguments: [window.milliseconds])
-        } catch {
-            throw .storeUnavailable
+        _ = try await withStore {
+            try await redis.run(Self.failScript, keys: [key(username, clientAddress)], arguments: [window.milliseconds])
         }
     }
 
     /// Clears the count after a success.
     public func reset(username: String, clientAddress: String) async throws(SessionError) {
-        do {
-            _ = try await redis.del(key(username, clientAddress))
-        } catch {
-            throw .storeUnavailable
-        }
+        _ = try await withStore { try await redis.del(key(username, clientAddress)) }
     }
 
     private func key(_ username: String, _ clientAddress: String) -> String {

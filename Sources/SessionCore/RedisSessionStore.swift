@@ -43,7 +43,8 @@ public struct RedisSessionStore: SessionStore {
         let id = token.sessionID
         let reply = try await run(Self.authenticateScript, keys: [keys.session(id)], arguments: [configuration.idleMilliseconds])
         guard let fields = reply.array, fields.count == 2, let value = fields[0].bytes, let now = fields[1].int else { return nil }
-        return decode(id: id, value: value, expiresAt: min(now + configuration.idleMilliseconds, Self.absolute(value) ?? now), now: now)
+        // The script set the TTL to the idle timeout; `decode` caps the deadline at the absolute one.
+        return decode(id: id, value: value, expiresAt: now + configuration.idleMilliseconds, now: now)
     }
 
     public func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool {
@@ -74,21 +75,18 @@ public struct RedisSessionStore: SessionStore {
 
     /// Runs a script, mapping the client's failures to the core's.
     func run(_ script: RedisScript, keys: [any RESPArgument], arguments: [any RESPArgument]) async throws(SessionError) -> RESPValue {
-        do {
-            return try await redis.run(script, keys: keys, arguments: arguments)
-        } catch {
-            throw SessionError.storeUnavailable
-        }
+        try await withStore { try await redis.run(script, keys: keys, arguments: arguments) }
     }
 
-    private static func absolute(_ value: [UInt8]) -> Int64? {
-        guard value.count == 28 else { return nil }
-        return value[0..<6].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+    /// A big-endian 6-byte millisecond timestamp from a session value.
+    private static func int48(_ bytes: ArraySlice<UInt8>) -> Int64 {
+        bytes.reduce(Int64(0)) { $0 << 8 | Int64($1) }
     }
 
     private func decode(id: SessionID, value: [UInt8], expiresAt: Int64, now: Int64) -> Session? {
-        guard value.count == 28, let absolute = Self.absolute(value) else { return nil }
-        let created = value[6..<12].reduce(Int64(0)) { $0 << 8 | Int64($1) }
+        guard value.count == 28 else { return nil }
+        let absolute = Self.int48(value[0..<6])
+        let created = Self.int48(value[6..<12])
         let userID = UserID(bytes: value[12..<28])
         // The TTL is set to the idle timeout at each use, so the last use is the deadline minus the idle timeout
         // (exact while that deadline is not capped by the absolute one).

@@ -27,15 +27,12 @@ public final class RedisUserStore: Sendable {
     /// - Throws: `usernameTaken`, `storeUnavailable`.
     public func create(username: String, passwordHash: String) async throws(SessionError) -> User {
         let id = UserID.random()
-        let reply: RESPValue
-        do {
-            reply = try await redis.run(
+        let reply = try await withStore {
+            try await redis.run(
                 Self.registerScript,
                 keys: [keys.username(Credentials.normalize(username)), keys.user(id)],
                 arguments: [id.text, username, passwordHash]
             )
-        } catch {
-            throw .storeUnavailable
         }
         guard reply.int == 1 else { throw .usernameTaken }
         remember(id, username)
@@ -44,13 +41,8 @@ public final class RedisUserStore: Sendable {
 
     /// Finds a user and the stored password hash by username (case-insensitively).
     public func find(username: String) async throws(SessionError) -> (user: User, passwordHash: String)? {
-        let reply: RESPValue
-        do {
-            reply = try await redis.run(
-                Self.findScript, keys: [keys.username(Credentials.normalize(username))], arguments: [keys.userKeyPrefix]
-            )
-        } catch {
-            throw .storeUnavailable
+        let reply = try await withStore {
+            try await redis.run(Self.findScript, keys: [keys.username(Credentials.normalize(username))], arguments: [keys.userKeyPrefix])
         }
         guard let fields = reply.array, fields.count == 3, let idText = fields[0].string, let id = UserID(idText),
             let name = fields[1].string, let hash = fields[2].string
@@ -62,12 +54,7 @@ public final class RedisUserStore: Sendable {
     /// The username of a user ID (cached after the first lookup).
     public func username(for id: UserID) async throws(SessionError) -> String? {
         if let name = names.withLockedValue({ $0[id] }) { return name }
-        let name: String?
-        do {
-            name = try await redis.hget(keys.user(id), field: "name").map { String(buffer: $0) }
-        } catch {
-            throw .storeUnavailable
-        }
+        let name = try await withStore { try await redis.hget(keys.user(id), field: "name").map { String(buffer: $0) } }
         if let name { remember(id, name) }
         return name
     }

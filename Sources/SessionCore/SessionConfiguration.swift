@@ -21,7 +21,8 @@ public struct SessionConfiguration: Sendable, Equatable {
 }
 
 extension Duration {
-    var milliseconds: Int64 {
+    /// Whole milliseconds (the unit of every timestamp and TTL the service sends Redis, and of its logs).
+    package var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }

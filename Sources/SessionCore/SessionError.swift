@@ -41,3 +41,12 @@ public struct SessionError: Error, Sendable, Hashable, CustomStringConvertible {
     public static var notFound: Self { .init(.notFound, "no such session") }
     public static var overloaded: Self { .init(.overloaded, "too many logins in progress; try again shortly", retryAfter: 1) }
 }
+
+/// Runs a Redis operation for the core: any failure of the store becomes `storeUnavailable`, in this one place.
+func withStore<T>(_ body: () async throws -> T) async throws(SessionError) -> T {
+    do {
+        return try await body()
+    } catch {
+        throw .storeUnavailable
+    }
+}

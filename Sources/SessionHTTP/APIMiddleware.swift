@@ -2,6 +2,7 @@ import HTTPTypes
 public import Hummingbird
 import Logging
 import NIOCore
+import SessionCore
 
 /// The outermost middleware: every error becomes the API's JSON error, every response gets the API's headers,
 /// and each request is logged once (at debug; server errors at error). Never logs Authorization or Cookie.
@@ -75,11 +76,4 @@ extension HTTPField.Name {
     static let xUserID = Self("X-User-Id")!
     static let xSessionID = Self("X-Session-Id")!
     static let xForwardedFor = Self("X-Forwarded-For")!
-}
-
-extension Duration {
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
 }

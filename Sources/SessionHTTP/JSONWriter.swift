@@ -8,11 +8,18 @@ struct JSONWriter {
     private(set) var buffer = ByteBuffer()
 
     mutating func object(_ fields: (inout ObjectWriter) -> Void) {
-        var writer = ObjectWriter(buffer: buffer)
+        Self.writeObject(into: &buffer, fields)
+    }
+
+    /// `{…}` with the fields the closure writes: the one place objects are opened and closed.
+    static func writeObject(into buffer: inout ByteBuffer, _ fields: (inout ObjectWriter) -> Void) {
+        // Move the buffer into the writer and back (not copy): a second reference would make every write copy it.
+        var writer = ObjectWriter(buffer: ByteBuffer())
+        swap(&writer.buffer, &buffer)
         writer.buffer.writeStaticString("{")
         fields(&writer)
         writer.buffer.writeStaticString("}")
-        buffer = writer.buffer
+        swap(&writer.buffer, &buffer)
     }
 
     struct ObjectWriter {
@@ -49,11 +56,7 @@ struct JSONWriter {
             buffer.writeStaticString("[")
             for (index, element) in elements.enumerated() {
                 if index > 0 { buffer.writeStaticString(",") }
-                var writer = ObjectWriter(buffer: buffer)
-                writer.buffer.writeStaticString("{")
-                element(&writer)
-                writer.buffer.writeStaticString("}")
-                buffer = writer.buffer
+                JSONWriter.writeObject(into: &buffer, element)
             }
             buffer.writeStaticString("]")
         }

@@ -176,10 +176,10 @@ public struct Routes: Sendable {
     func revoke(_ context: SessionRequestContext) async throws -> Response {
         let current = try Self.session(context)
         guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text) else {
-            throw APIError(.notFound, code: "not_found", message: "no such session")
+            throw APIError(SessionError.notFound)
         }
         guard try await core({ try await sessions.revoke(id, of: current.userID) }) else {
-            throw APIError(.notFound, code: "not_found", message: "no such session")
+            throw APIError(SessionError.notFound)
         }
         return Response(status: .noContent)
     }
