@@ -18,9 +18,7 @@ struct RedisBenchmark {
         if arguments.count > 3, let connections = Int(arguments[3]) { configuration.connectionCount = connections }
         configuration.maxInFlightPerConnection = 100_000
         let client = RedisClient(configuration: configuration)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.run() }
-            try await client.waitUntilConnected()
+        try await client.withRunning {
             try await client.set("bench:key", to: String(repeating: "x", count: 64))
             for concurrency in [1, 50, 500] {
                 _ = try await measure(client, concurrency: concurrency, seconds: 1)
@@ -30,7 +28,6 @@ struct RedisBenchmark {
                         + "| \(Int(result.rate)) | \(format(result.p50)) | \(format(result.p99)) |"
                 )
             }
-            group.cancelAll()
         }
     }
 

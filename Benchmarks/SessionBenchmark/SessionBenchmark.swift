@@ -18,9 +18,7 @@ struct SessionBenchmark {
             exit(2)
         }
         let client = RedisClient(configuration: try RedisConfiguration(url: arguments[2]))
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.run() }
-            try await client.waitUntilConnected()
+        try await client.withRunning {
             switch arguments[1] {
             case "seed":
                 let prefix = arguments[3]
@@ -45,7 +43,6 @@ struct SessionBenchmark {
                 print("unknown mode \(arguments[1])")
                 exit(2)
             }
-            group.cancelAll()
         }
     }
 

@@ -67,6 +67,23 @@ public final class RedisClient: Service, Sendable {
         }
     }
 
+    /// Runs the client for the duration of `body`, then shuts it down: for tools and tests that own a client
+    /// outside a ServiceGroup.
+    /// - Parameter timeout: how long to wait for a first connection before `body` (nil: do not wait).
+    /// - Throws: `RedisError.timeout` when no connection comes up in time, and whatever `body` throws.
+    public func withRunning<Result: Sendable>(
+        waitingUpTo timeout: Duration? = .seconds(5),
+        isolation: isolated (any Actor)? = #isolation,
+        _ body: () async throws -> Result
+    ) async throws -> Result {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            defer { group.cancelAll() }
+            if let timeout { try await waitUntilConnected(timeout: timeout) }
+            return try await body()
+        }
+    }
+
     /// Whether at least one connection is up.
     public var isConnected: Bool {
         slots.contains { slot in slot.withLockedValue { $0?.isActive ?? false } }
@@ -89,14 +106,7 @@ public final class RedisClient: Service, Sendable {
     public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
         let connection = try pickConnection()
         commandsSent.increment()
-        let reply: RESPValue
-        do {
-            reply = try await connection.send(command, reserved: true)
-        } catch let error as RedisError {
-            throw error
-        } catch {
-            throw .connectionClosed
-        }
+        let reply = try await connection.send(command, reserved: true)
         if case .error(let message) = reply { throw .server(message) }
         return reply
     }
@@ -112,13 +122,7 @@ public final class RedisClient: Service, Sendable {
         guard !commands.isEmpty else { return [] }
         let connection = try pickConnection(replies: commands.count)
         commandsSent.increment(by: commands.count)
-        do {
-            return try await connection.pipeline(commands)
-        } catch let error as RedisError {
-            throw error
-        } catch {
-            throw .connectionClosed
-        }
+        return try await connection.pipeline(commands)
     }
 
     private func pickConnection(replies: Int = 1) throws(RedisError) -> RedisConnection {

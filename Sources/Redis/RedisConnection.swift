@@ -104,30 +104,35 @@ final class RedisConnection: Sendable {
 
     /// Sends a command and waits for its reply. Error replies come back as `.error` values, not thrown.
     /// Callers that did not `reserve()` (the handshake) still count against the limit.
-    func send(_ command: RedisCommand, reserved: Bool = false) async throws -> RESPValue {
+    func send(_ command: RedisCommand, reserved: Bool = false) async throws(RedisError) -> RESPValue {
         if !reserved { inFlight.wrappingIncrement(ordering: .relaxed) }
-        var buffer = channel.allocator.buffer(capacity: command.storage.count + 16 * command.count + 16)
-        command.encode(into: &buffer)
-        return try await write(buffer, replyCount: 1)
+        return try await write(CollectionOfOne(command))
     }
 
     /// Sends several commands in one write; their replies come back in order. Room must be reserved.
-    func pipeline(_ commands: [RedisCommand]) async throws -> [RESPValue] {
-        var buffer = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count + 16 })
-        for command in commands { command.encode(into: &buffer) }
-        return try await write(buffer, replyCount: commands.count).array ?? []
+    func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
+        try await write(commands).array ?? []
     }
 
-    /// One hop to the event loop and straight into the handler: no pipeline traversal, no futures.
-    private func write(_ bytes: ByteBuffer, replyCount: Int) async throws -> RESPValue {
+    /// Encodes the commands into one buffer, then one hop to the event loop and straight into the handler: no
+    /// pipeline traversal, no futures. Several commands come back as one `.array` of their replies.
+    private func write(_ commands: some Collection<RedisCommand>) async throws(RedisError) -> RESPValue {
+        var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count + 16 })
+        for command in commands { command.encode(into: &bytes) }
+        let replyCount = commands.count
         let eventLoop = channel.eventLoop
         let handler = self.handler
-        return try await withCheckedThrowingContinuation { continuation in
-            if eventLoop.inEventLoop {
-                handler.value.enqueue(bytes, replyCount: replyCount, continuation: continuation)
-            } else {
-                eventLoop.execute { handler.value.enqueue(bytes, replyCount: replyCount, continuation: continuation) }
+        do {
+            return try await withCheckedThrowingContinuation { continuation in
+                if eventLoop.inEventLoop {
+                    handler.value.enqueue(bytes, replyCount: replyCount, continuation: continuation)
+                } else {
+                    eventLoop.execute { handler.value.enqueue(bytes, replyCount: replyCount, continuation: continuation) }
+                }
             }
+        } catch {
+            // The handler only ever fails a command with a RedisError.
+            throw error as? RedisError ?? .connectionClosed
         }
     }
 

@@ -36,12 +36,7 @@ public enum TestRedis {
         _ body: @Sendable (RedisClient) async throws -> Result
     ) async throws -> Result {
         let client = RedisClient(configuration: configuration)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.run() }
-            defer { group.cancelAll() }
-            if waitForConnection { try await client.waitUntilConnected(timeout: .seconds(5)) }
-            return try await body(client)
-        }
+        return try await client.withRunning(waitingUpTo: waitForConnection ? .seconds(5) : nil) { try await body(client) }
     }
 }
 
