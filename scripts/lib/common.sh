@@ -83,8 +83,7 @@ render_nginx() {
     local template="$1" out="$2" listen="$3"; shift 3
     local servers="" dir; dir="$(dirname "$out")"
     for port in "$@"; do servers+="        server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'; done
-    mkdir -p "$dir/tmp" "$dir/www/protected"
-    echo "protected content" >"$dir/www/protected/page"
+    mkdir -p "$dir/tmp"
     python3 - "$template" "$out" "$listen" "$dir" "$servers" <<'PY'
 import sys
 template, out, listen, state, servers = sys.argv[1:]
