@@ -5,6 +5,19 @@ final class ReplyBatch {
     var replies: [RESPValue] = []
 }
 
+/// Who waits for a reply: a task (a continuation) or event-loop code (a callback run on the connection's loop).
+enum ReplyHandler {
+    case continuation(CheckedContinuation<RESPValue, any Error>)
+    case callback((Result<RESPValue, RedisError>) -> Void)
+
+    func complete(_ result: Result<RESPValue, RedisError>) {
+        switch self {
+        case .continuation(let continuation): continuation.resume(with: result)
+        case .callback(let callback): callback(result)
+        }
+    }
+}
+
 /// Pipelines commands on one connection: writes them as they come and matches replies to them in order.
 ///
 /// Redis answers the commands of one connection in the order it received them, so a FIFO of continuations is
@@ -19,7 +32,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private struct Pending {
-        var continuation: CheckedContinuation<RESPValue, any Error>?
+        var reply: ReplyHandler?
         let deadline: NIODeadline
         /// Set for the replies of a pipeline; the continuation sits on its last entry.
         var batch: ReplyBatch? = nil
@@ -51,22 +64,22 @@ final class RedisChannelHandler: ChannelInboundHandler {
         self.context = nil
     }
 
-    /// Writes encoded commands expecting `replyCount` replies; `continuation` gets the reply (an `.array` of them
+    /// Writes encoded commands expecting `replyCount` replies; `reply` gets the reply (an `.array` of them
     /// for a pipeline). Must run on the channel's event loop.
-    func enqueue(_ bytes: ByteBuffer, replyCount: Int, continuation: CheckedContinuation<RESPValue, any Error>) {
+    func enqueue(_ bytes: ByteBuffer, replyCount: Int, reply: ReplyHandler) {
         guard let context, closedError == nil else {
             onComplete(replyCount)
-            continuation.resume(throwing: closedError ?? .connectionClosed)
+            reply.complete(.failure(closedError ?? .connectionClosed))
             return
         }
         let deadline = NIODeadline.now() + commandTimeout
         if replyCount == 1 {
-            pending.append(Pending(continuation: continuation, deadline: deadline))
+            pending.append(Pending(reply: reply, deadline: deadline))
         } else {
             let batch = ReplyBatch()
             batch.replies.reserveCapacity(replyCount)
-            for _ in 1..<replyCount { pending.append(Pending(continuation: nil, deadline: deadline, batch: batch)) }
-            pending.append(Pending(continuation: continuation, deadline: deadline, batch: batch))
+            for _ in 1..<replyCount { pending.append(Pending(reply: nil, deadline: deadline, batch: batch)) }
+            pending.append(Pending(reply: reply, deadline: deadline, batch: batch))
         }
         if timer == nil { scheduleTimer(context: context, at: deadline) }
         context.write(wrapOutboundOut(bytes), promise: nil)
@@ -91,9 +104,9 @@ final class RedisChannelHandler: ChannelInboundHandler {
                 onComplete(1)
                 if let batch = entry.batch {
                     batch.replies.append(reply)
-                    entry.continuation?.resume(returning: .array(batch.replies))
+                    entry.reply?.complete(.success(.array(batch.replies)))
                 } else {
-                    entry.continuation?.resume(returning: reply)
+                    entry.reply?.complete(.success(reply))
                 }
             }
         } catch {
@@ -118,7 +131,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
         timer = nil
         while let entry = pending.popFirst() {
             onComplete(1)
-            entry.continuation?.resume(throwing: error)
+            entry.reply?.complete(.failure(error))
         }
     }
 
@@ -141,9 +154,9 @@ final class RedisChannelHandler: ChannelInboundHandler {
                 nextDeadline = entry.deadline
                 break
             }
-            if let continuation = entry.continuation {
-                pending[index].continuation = nil
-                continuation.resume(throwing: RedisError.timeout)
+            if let reply = entry.reply {
+                pending[index].reply = nil
+                reply.complete(.failure(.timeout))
             }
             index = pending.index(after: index)
         }

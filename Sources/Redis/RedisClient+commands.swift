@@ -240,16 +240,10 @@ extension RedisClient {
     /// Runs a Lua script by its SHA-1 (`EVALSHA`), sending its source (`EVAL`) only when Redis answers NOSCRIPT,
     /// which also caches it there. One round trip in the common case, two after a Redis restart or SCRIPT FLUSH.
     public func run(_ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = []) async throws(RedisError) -> RESPValue {
-        var evalsha = RedisCommand("EVALSHA", [script.sha1, keys.count])
-        for key in keys { key.append(to: &evalsha) }
-        for argument in arguments { argument.append(to: &evalsha) }
         do {
-            return try await send(evalsha)
+            return try await send(script.command(byHash: true, keys: keys, arguments: arguments))
         } catch let error where error.serverErrorPrefix == "NOSCRIPT" {
-            var eval = RedisCommand("EVAL", [script.source, keys.count])
-            for key in keys { key.append(to: &eval) }
-            for argument in arguments { argument.append(to: &eval) }
-            return try await send(eval)
+            return try await send(script.command(byHash: false, keys: keys, arguments: arguments))
         }
     }
 

@@ -32,6 +32,9 @@ public final class RedisClient: Service, Sendable {
     private let logger: Logger
     private let onEvent: @Sendable (RedisConnectionEvent) -> Void
     private let slots: [NIOLockedValueBox<RedisConnection?>]
+    /// The loop each slot's connection lives on: slots are spread over the group's loops in turn, so that with as
+    /// many connections as loops every loop has one of its own (see `send(_:on:completion:)`).
+    private let slotLoops: [any EventLoop]
     private let nextSlot = ManagedAtomic(0)
     private let isShutdown = ManagedAtomic(false)
     /// Commands written to Redis (a pipeline counts each command): what a request really costs in round trips.
@@ -54,6 +57,8 @@ public final class RedisClient: Service, Sendable {
         self.logger = logger
         self.onEvent = onEvent
         self.slots = (0..<configuration.connectionCount).map { _ in NIOLockedValueBox(nil) }
+        let loops = Array(eventLoopGroup.makeIterator())
+        self.slotLoops = (0..<configuration.connectionCount).map { loops.isEmpty ? eventLoopGroup.next() : loops[$0 % loops.count] }
     }
 
     /// Keeps every pooled connection up until graceful shutdown or cancellation, then closes them.
@@ -125,8 +130,54 @@ public final class RedisClient: Service, Sendable {
         return try await connection.pipeline(commands)
     }
 
-    private func pickConnection(replies: Int = 1) throws(RedisError) -> RedisConnection {
+    // MARK: From event-loop code
+
+    /// Sends a command from event-loop code (a channel handler), without a task: a connection living on `eventLoop`
+    /// is preferred, so the command and its reply never leave that thread. `completion` runs on `eventLoop`.
+    public func send(
+        _ command: RedisCommand, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+    ) {
+        let connection: RedisConnection
+        do {
+            connection = try pickConnection(preferring: eventLoop)
+        } catch {
+            completion(.failure(error))
+            return
+        }
+        commandsSent.increment()
+        let deliver: @Sendable (Result<RESPValue, RedisError>) -> Void
+        if connection.eventLoop === eventLoop {
+            deliver = completion
+        } else {
+            deliver = { result in eventLoop.execute { completion(result) } }
+        }
+        connection.send(command) { result in
+            if case .success(.error(let message)) = result { deliver(.failure(.server(message))) } else { deliver(result) }
+        }
+    }
+
+    /// `run(_:keys:arguments:)` from event-loop code: EVALSHA, then EVAL on NOSCRIPT. `completion` runs on `eventLoop`.
+    public func run(
+        _ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = [], on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+    ) {
+        send(script.command(byHash: true, keys: keys, arguments: arguments), on: eventLoop) { result in
+            if case .failure(let error) = result, error.serverErrorPrefix == "NOSCRIPT" {
+                self.send(script.command(byHash: false, keys: keys, arguments: arguments), on: eventLoop, completion: completion)
+            } else {
+                completion(result)
+            }
+        }
+    }
+
+    private func pickConnection(replies: Int = 1, preferring eventLoop: (any EventLoop)? = nil) throws(RedisError) -> RedisConnection {
         if isShutdown.load(ordering: .relaxed) { throw .shutdown }
+        if let eventLoop {
+            for index in slots.indices where slotLoops[index] === eventLoop {
+                if let connection = slots[index].withLockedValue({ $0 }), connection.isActive, connection.reserve(replies) { return connection }
+            }
+        }
         let count = slots.count
         let start = nextSlot.loadThenWrappingIncrement(ordering: .relaxed)
         var sawConnection = false
@@ -145,7 +196,7 @@ public final class RedisClient: Service, Sendable {
         logger[metadataKey: "redis.connection"] = "\(index)"
         while !Task.isCancelled {
             do {
-                let connection = try await RedisConnection.connect(to: configuration, on: eventLoopGroup.next())
+                let connection = try await RedisConnection.connect(to: configuration, on: slotLoops[index])
                 slots[index].withLockedValue { $0 = connection }
                 logger.debug("connected to Redis", metadata: ["redis.endpoint": "\(configuration)"])
                 onEvent(.connected(slot: index))

@@ -117,17 +117,16 @@ final class RedisConnection: Sendable {
     /// Encodes the commands into one buffer, then one hop to the event loop and straight into the handler: no
     /// pipeline traversal, no futures. Several commands come back as one `.array` of their replies.
     private func write(_ commands: some Collection<RedisCommand>) async throws(RedisError) -> RESPValue {
-        var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count + 16 })
-        for command in commands { command.encode(into: &bytes) }
+        let bytes = encode(commands)
         let replyCount = commands.count
         let eventLoop = channel.eventLoop
         let handler = self.handler
         do {
             return try await withCheckedThrowingContinuation { continuation in
                 if eventLoop.inEventLoop {
-                    handler.value.enqueue(bytes, replyCount: replyCount, continuation: continuation)
+                    handler.value.enqueue(bytes, replyCount: replyCount, reply: .continuation(continuation))
                 } else {
-                    eventLoop.execute { handler.value.enqueue(bytes, replyCount: replyCount, continuation: continuation) }
+                    eventLoop.execute { handler.value.enqueue(bytes, replyCount: replyCount, reply: .continuation(continuation)) }
                 }
             }
         } catch {
@@ -135,6 +134,27 @@ final class RedisConnection: Sendable {
             throw error as? RedisError ?? .connectionClosed
         }
     }
+
+    /// Sends a command from event-loop code, without a task: `completion` runs on this connection's event loop.
+    /// Room must be reserved.
+    func send(_ command: RedisCommand, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void) {
+        let bytes = encode(CollectionOfOne(command))
+        let handler = self.handler
+        if channel.eventLoop.inEventLoop {
+            handler.value.enqueue(bytes, replyCount: 1, reply: .callback(completion))
+        } else {
+            channel.eventLoop.execute { handler.value.enqueue(bytes, replyCount: 1, reply: .callback(completion)) }
+        }
+    }
+
+    private func encode(_ commands: some Collection<RedisCommand>) -> ByteBuffer {
+        var bytes = channel.allocator.buffer(capacity: commands.reduce(0) { $0 + $1.storage.count + 16 * $1.count + 16 })
+        for command in commands { command.encode(into: &bytes) }
+        return bytes
+    }
+
+    /// The event loop this connection's I/O and callbacks run on.
+    var eventLoop: any EventLoop { channel.eventLoop }
 
     /// Closes the channel; commands in flight fail with `.connectionClosed`.
     func close() async {

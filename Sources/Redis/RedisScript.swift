@@ -16,3 +16,13 @@ public struct RedisScript: Sendable, Hashable {
         }.joined()
     }
 }
+
+extension RedisScript {
+    /// `EVALSHA sha1 numkeys key… arg…` (by hash) or `EVAL source numkeys key… arg…`.
+    func command(byHash: Bool, keys: [any RESPArgument], arguments: [any RESPArgument]) -> RedisCommand {
+        var command = byHash ? RedisCommand("EVALSHA", [sha1, keys.count]) : RedisCommand("EVAL", [source, keys.count])
+        for key in keys { key.append(to: &command) }
+        for argument in arguments { argument.append(to: &command) }
+        return command
+    }
+}

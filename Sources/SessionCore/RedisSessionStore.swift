@@ -1,4 +1,5 @@
 import Foundation
+public import NIOCore
 public import Redis
 
 /// Sessions in Redis, shared by every instance: one `EVALSHA` per authenticated request.
@@ -42,6 +43,22 @@ public struct RedisSessionStore: SessionStore {
     public func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? {
         let id = token.sessionID
         let reply = try await run(Self.authenticateScript, keys: [keys.session(id)], arguments: [configuration.idleMilliseconds])
+        return session(id: id, authenticated: reply)
+    }
+
+    /// The same as `authenticate(_:)`, from event-loop code and without a task: the verification fast path.
+    /// The command goes out on a Redis connection of `eventLoop` when there is one; `completion` runs on `eventLoop`.
+    public func authenticate(
+        _ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void
+    ) {
+        let id = token.sessionID
+        redis.run(Self.authenticateScript, keys: [keys.session(id)], arguments: [configuration.idleMilliseconds], on: eventLoop) { result in
+            completion(result.map { self.session(id: id, authenticated: $0) }.mapError { _ in .storeUnavailable })
+        }
+    }
+
+    /// The session in the authenticate script's reply, or nil.
+    private func session(id: SessionID, authenticated reply: RESPValue) -> Session? {
         guard let fields = reply.array, fields.count == 2, let value = fields[0].bytes, let now = fields[1].int else { return nil }
         // The script set the TTL to the idle timeout; `decode` caps the deadline at the absolute one.
         return decode(id: id, value: value, expiresAt: now + configuration.idleMilliseconds, now: now)

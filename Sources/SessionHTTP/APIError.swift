@@ -18,14 +18,24 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        Response(status: status, headers: responseHeaders, body: .init(byteBuffer: body))
+    }
+
+    /// The error's own headers and the JSON content type.
+    var responseHeaders: HTTPFields {
         var headers = self.headers
-        headers[.contentType] = "application/json; charset=utf-8"
+        headers[.contentType] = JSONWriter.contentType
+        return headers
+    }
+
+    /// `{"error": code, "message": text}`.
+    var body: ByteBuffer {
         var body = JSONWriter()
         body.object { object in
             object.field("error", code)
             object.field("message", message)
         }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: body.buffer))
+        return body.buffer
     }
 
     static let realm = "session-service"

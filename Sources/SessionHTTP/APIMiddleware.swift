@@ -27,17 +27,28 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.error("unhandled error", metadata: ["error.type": "\(type(of: error))"])
             response = try APIError(.internalServerError, code: "internal", message: "internal error").response(from: request, context: context)
         }
-        response.headers[.xContentTypeOptions] = "nosniff"
-        if response.headers[.cacheControl] == nil { response.headers[.cacheControl] = "no-store" }
-        let level: Logger.Level = response.status.code >= 500 ? .error : .debug
-        context.logger.log(
+        Self.addStandardHeaders(to: &response.headers)
+        Self.logRequest(context.logger, method: request.method, path: request.uri.path, status: response.status, start: start)
+        return response
+    }
+
+    /// The headers every API response carries.
+    static func addStandardHeaders(to headers: inout HTTPFields) {
+        headers[.xContentTypeOptions] = "nosniff"
+        if headers[.cacheControl] == nil { headers[.cacheControl] = "no-store" }
+    }
+
+    /// One line per request: at debug, server errors at error.
+    static func logRequest(_ logger: Logger, method: HTTPRequest.Method, path: String, status: HTTPResponse.Status, start: ContinuousClock.Instant) {
+        let level: Logger.Level = status.code >= 500 ? .error : .debug
+        guard logger.logLevel <= level else { return }
+        logger.log(
             level: level, "request",
             metadata: [
-                "http.method": "\(request.method)", "http.path": "\(request.uri.path)",
-                "http.status": "\(response.status.code)", "http.duration_ms": "\((ContinuousClock.now - start).milliseconds)",
+                "http.method": "\(method)", "http.path": "\(path)",
+                "http.status": "\(status.code)", "http.duration_ms": "\((ContinuousClock.now - start).milliseconds)",
             ]
         )
-        return response
     }
 
     static func translate(_ error: HTTPError, request: Request) -> APIError {

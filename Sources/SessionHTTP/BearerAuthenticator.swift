@@ -31,33 +31,14 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let token: SessionToken
-        switch BearerToken.parse(request.headers[values: .authorization]) {
-        case .missing:
-            missing.increment()
-            throw APIError.missingToken
-        case .repeated:
-            malformed.increment()
-            throw APIError.invalidRequest("send exactly one Authorization header")
-        case .malformed:
-            malformed.increment()
-            throw APIError.invalidToken
-        case .token(let parsed):
-            token = parsed
-        }
-        let session: Session?
-        do {
-            session = try await store.authenticate(token)
+        let token = try token(from: request.headers[values: .authorization])
+        let result: Result<Session?, SessionError>
+        do throws(SessionError) {
+            result = .success(try await store.authenticate(token))
         } catch {
-            storeErrors.increment()
-            context.logger.warning("session store unavailable during authentication", metadata: ["error": "\(error.code.rawValue)"])
-            throw APIError(error)
+            result = .failure(error)
         }
-        guard let session else {
-            invalid.increment()
-            throw APIError.invalidToken
-        }
-        verified.increment()
+        let session = try check(result, logger: context.logger)
         var context = context
         context.session = session
         if context.logger.logLevel <= .debug {
@@ -65,6 +46,41 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
             context.logger[metadataKey: "session.id"] = "\(session.id.hex)"
         }
         return try await next(request, context)
+    }
+
+    // The two steps of a verification, shared with `VerifyFastPath` so both paths answer and count alike.
+
+    /// The token in the `Authorization` values, or the 401/400 to answer (counted).
+    func token(from authorization: [String]) throws(APIError) -> SessionToken {
+        switch BearerToken.parse(authorization) {
+        case .missing:
+            missing.increment()
+            throw .missingToken
+        case .repeated:
+            malformed.increment()
+            throw .invalidRequest("send exactly one Authorization header")
+        case .malformed:
+            malformed.increment()
+            throw .invalidToken
+        case .token(let token):
+            return token
+        }
+    }
+
+    /// The store's answer as a session, or the 401/503 to answer (counted; store failures logged).
+    func check(_ result: Result<Session?, SessionError>, logger: Logger) throws(APIError) -> Session {
+        switch result {
+        case .success(let session?):
+            verified.increment()
+            return session
+        case .success(nil):
+            invalid.increment()
+            throw .invalidToken
+        case .failure(let error):
+            storeErrors.increment()
+            logger.warning("session store unavailable during authentication", metadata: ["error": "\(error.code.rawValue)"])
+            throw APIError(error)
+        }
     }
 }
 

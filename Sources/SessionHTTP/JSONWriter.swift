@@ -5,6 +5,9 @@ import NIOCore
 /// Why not JSONEncoder: these bodies are on the hot path and have a handful of string fields; writing them
 /// directly costs one allocation instead of a trip through Codable and Foundation.
 struct JSONWriter {
+    /// The API's JSON media type.
+    static let contentType = "application/json; charset=utf-8"
+
     private(set) var buffer = ByteBuffer()
 
     mutating func object(_ fields: (inout ObjectWriter) -> Void) {

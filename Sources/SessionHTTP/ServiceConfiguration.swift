@@ -25,8 +25,9 @@ import Glibc
 /// | `MAX_BODY_SIZE` | `--max-body-size` | `65536` | bytes; larger bodies get 413 |
 /// | `BCRYPT_COST` | `--bcrypt-cost` | `11` | bcrypt cost (4–16) |
 /// | `HASH_THREADS` | `--hash-threads` | half the cores, ≥ 1 | threads for password hashing |
-/// | `REDIS_CONNECTIONS` | `--redis-connections` | `2` | pooled, pipelined connections |
+/// | `REDIS_CONNECTIONS` | `--redis-connections` | the cores, ≥ 2 | pooled, pipelined connections (one per event loop at least) |
 /// | `REDIS_TIMEOUT_MS` | `--redis-timeout-ms` | `1000` | per-command and connect timeout |
+/// | `VERIFY_FAST_PATH` | `--verify-fast-path` | `on` | serve `GET /v1/verify` on the event loop (`VerifyFastPath`); `off`: through the router |
 public struct ServiceConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
@@ -40,17 +41,22 @@ public struct ServiceConfiguration: Sendable {
     public var maxBodySize = 64 * 1024
     public var bcryptCost: UInt8 = 11
     public var hashThreads = max(1, System.coreCount / 2)
+    public var verifyFastPath = true
 
     /// Defaults only.
     public init() {
         redis = try! RedisConfiguration(url: "redis://127.0.0.1:6379/0")
+        redis.connectionCount = Self.defaultRedisConnections
     }
+
+    /// One connection per event loop (the HTTP server's loops, one per core), so each loop has one of its own.
+    static var defaultRedisConnections: Int { max(2, System.coreCount) }
 
     /// Every recognised variable, in the order of the table above.
     public static let variables = [
         "HOST", "PORT", "REDIS_URL", "SESSION_IDLE_TIMEOUT", "SESSION_ABSOLUTE_TIMEOUT", "REGISTRATION", "LOGIN_MAX_FAILURES",
         "LOGIN_FAILURE_WINDOW", "TRUSTED_PROXIES", "LOG_LEVEL", "KEY_PREFIX", "MAX_BODY_SIZE", "BCRYPT_COST", "HASH_THREADS",
-        "REDIS_CONNECTIONS", "REDIS_TIMEOUT_MS",
+        "REDIS_CONNECTIONS", "REDIS_TIMEOUT_MS", "VERIFY_FAST_PATH",
     ]
 
     /// Reads the environment, then the flags over it.
@@ -86,6 +92,7 @@ public struct ServiceConfiguration: Sendable {
         if let value = values["REDIS_URL"] {
             do {
                 redis = try RedisConfiguration(url: value)
+                redis.connectionCount = Self.defaultRedisConnections
             } catch let error as RedisError {
                 throw ConfigurationError("REDIS_URL: \(error.message)")
             } catch {
@@ -129,6 +136,13 @@ public struct ServiceConfiguration: Sendable {
             redis.commandTimeout = .milliseconds(milliseconds)
             redis.connectTimeout = .milliseconds(milliseconds)
         }
+        if let value = values["VERIFY_FAST_PATH"] {
+            switch value.lowercased() {
+            case "on", "true", "1": verifyFastPath = true
+            case "off", "false", "0": verifyFastPath = false
+            default: throw ConfigurationError("VERIFY_FAST_PATH must be on or off")
+            }
+        }
         guard sessions.idleTimeout <= sessions.absoluteTimeout else {
             throw ConfigurationError("SESSION_IDLE_TIMEOUT must not exceed SESSION_ABSOLUTE_TIMEOUT")
         }
@@ -161,8 +175,9 @@ public struct ServiceConfiguration: Sendable {
           --max-body-size             MAX_BODY_SIZE             65536 (bytes)
           --bcrypt-cost               BCRYPT_COST               11
           --hash-threads              HASH_THREADS              half the cores
-          --redis-connections         REDIS_CONNECTIONS         2
+          --redis-connections         REDIS_CONNECTIONS         the cores, at least 2
           --redis-timeout-ms          REDIS_TIMEOUT_MS          1000
+          --verify-fast-path          VERIFY_FAST_PATH          on | off
         """
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOPosix
 import Redis
 import Testing
 import TestSupport
@@ -289,4 +290,73 @@ final class FailureLog: @unchecked Sendable {
     private var stored: [RedisError] = []
     func append(_ error: RedisError) { lock.withLock { stored.append(error) } }
     var errors: [RedisError] { lock.withLock { stored } }
+}
+
+/// The event-loop API the verification fast path uses: no task, the command on a connection of the caller's loop.
+@Suite struct RedisEventLoopSendTests {
+    /// Sends from `loop` and waits for the completion, recording whether it ran on `loop`.
+    static func send(_ redis: RedisClient, _ command: RedisCommand, from loop: any EventLoop) async -> (Result<RESPValue, RedisError>, onLoop: Bool) {
+        await withCheckedContinuation { continuation in
+            loop.execute {
+                redis.send(command, on: loop) { result in continuation.resume(returning: (result, loop.inEventLoop)) }
+            }
+        }
+    }
+
+    @Test func eachLoopUsesItsOwnConnectionAndIsAnsweredOnIt() async throws {
+        let loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator())
+        var configuration = try TestRedis.configuration()
+        configuration.connectionCount = loops.count
+        try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
+            // Wait until every slot is up, not just the first.
+            for _ in 0..<200 {
+                var ids = Set<Int64>()
+                for loop in loops {
+                    if case (.success(.integer(let id)), _) = await Self.send(redis, RedisCommand("CLIENT", ["ID"]), from: loop) { ids.insert(id) }
+                }
+                if ids.count == loops.count { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            var idByLoop: [Int64] = []
+            for loop in loops {
+                let (first, firstOnLoop) = await Self.send(redis, RedisCommand("CLIENT", ["ID"]), from: loop)
+                let (second, secondOnLoop) = await Self.send(redis, RedisCommand("CLIENT", ["ID"]), from: loop)
+                #expect(firstOnLoop && secondOnLoop, "completions run on the caller's loop")
+                guard case .success(.integer(let id)) = first, case .success(.integer(let again)) = second else {
+                    Issue.record("CLIENT ID failed: \(first) \(second)")
+                    continue
+                }
+                #expect(id == again, "one loop, one connection")
+                idByLoop.append(id)
+            }
+            #expect(Set(idByLoop).count == loops.count, "every loop has a connection of its own")
+        }
+    }
+
+    @Test func scriptsFallBackToSourceAndErrorRepliesFail() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let script = RedisScript("return ARGV[1] .. '\(UUID().uuidString)'")
+            _ = try await redis.send("SCRIPT", "FLUSH")
+            let reply: Result<RESPValue, RedisError> = await withCheckedContinuation { continuation in
+                loop.execute { redis.run(script, arguments: ["x"], on: loop) { continuation.resume(returning: $0) } }
+            }
+            #expect(try reply.get().string?.hasPrefix("x") == true)
+            let (error, _) = await Self.send(redis, RedisCommand("NOSUCHCOMMAND"), from: loop)
+            guard case .failure(let failure) = error else { Issue.record("an error reply must fail"); return }
+            #expect(failure == .serverError)
+        }
+    }
+
+    @Test func withoutAConnectionItFailsAtOnce() async throws {
+        var configuration = try RedisConfiguration(url: "redis://127.0.0.1:1")
+        configuration.connectTimeout = .milliseconds(100)
+        let redis = RedisClient(configuration: configuration)
+        try await redis.withRunning(waitingUpTo: nil) {
+            let (result, onLoop) = await Self.send(redis, RedisCommand("PING"), from: MultiThreadedEventLoopGroup.singleton.next())
+            #expect(onLoop)
+            guard case .failure(let error) = result else { Issue.record("no connection, yet \(result)"); return }
+            #expect(error.isUnavailability)
+        }
+    }
 }
