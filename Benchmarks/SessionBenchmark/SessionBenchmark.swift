@@ -9,6 +9,7 @@ import SessionCore
 ///         store (one EVALSHA each, 64 at a time), and writes the tokens one per line.
 ///     session-bench memory REDIS_URL SESSIONS
 ///         prints Redis' used_memory growth per session over SESSIONS new sessions (100 per user), then removes them.
+///         The keys carry the service's default prefix, so the database must be empty.
 @main
 struct SessionBenchmark {
     static func main() async throws {
@@ -28,10 +29,23 @@ struct SessionBenchmark {
                 try tokens.map(\.text).joined(separator: "\n").appending("\n").write(toFile: arguments[6], atomically: true, encoding: .utf8)
             case "memory":
                 let count = Int(arguments[3])!
-                let prefix = "mem\(UInt32.random(in: 0...UInt32.max)):"
+                // The service's default prefix, so keys are as long as in a deployment; hence an empty database only.
+                guard case .integer(0) = try await client.send("DBSIZE") else {
+                    print("session-bench memory: the database is not empty; use an empty one (the keys are removed afterwards)")
+                    exit(2)
+                }
+                let prefix = SessionConfiguration().keyPrefix
                 let before = try await usedMemory(client)
                 let tokens = try await seed(client, prefix: prefix, users: max(1, count / 100), perUser: min(100, count), records: false)
-                let after = try await usedMemory(client)
+                // Steady state: Redis grows its hash tables incrementally, and while it rehashes both tables are
+                // allocated; wait until used_memory stops falling (active rehashing runs in the server's cron).
+                var after = try await usedMemory(client)
+                for _ in 0..<50 {
+                    try await Task.sleep(for: .milliseconds(200))
+                    let now = try await usedMemory(client)
+                    if now >= after { break }
+                    after = now
+                }
                 print(String(format: "%.1f", Double(after - before) / Double(tokens.count)))
                 var cursor = "0"
                 repeat {

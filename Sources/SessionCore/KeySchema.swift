@@ -2,13 +2,18 @@
 ///
 /// | key | type | holds | expires |
 /// |---|---|---|---|
-/// | `P s:<16 bytes>` | string (28 bytes) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes) | idle timeout, renewed on use, never past the absolute expiry |
-/// | `P x:<user-id>` | sorted set | the user's sessions: member = 16-byte session ID, score = absolute expiry (ms) | at the latest absolute expiry among them |
+/// | `P s<16 bytes>` | string (28 bytes) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes) | idle timeout, renewed on use, never past the absolute expiry |
+/// | `P x:<user-id>` | sorted set | the user's sessions: member = 16-byte session ID, score = absolute expiry (whole seconds, rounded up) | at the latest absolute expiry among them |
 /// | `P u:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms) | never |
 /// | `P n:<lowercased username>` | string | the user ID of a username (uniqueness, case-insensitive) | never |
 /// | `P f:<hex>` | string (counter) | failed logins for one username from one client address; hex = SHA-256 of both, truncated | the failure window |
 ///
 /// The 16 bytes of a session key are SHA-256(token) truncated, never the token itself.
+///
+/// Sizes matter at one key per session: with the default prefix a session key is 20 bytes, which Redis stores in a
+/// 24-byte allocation (21 bytes, as with an `s:` marker, would take 32), and an index score in seconds fits a
+/// listpack's 32-bit integer (milliseconds need 64). Session keys cannot collide with the others: after the prefix
+/// they start with `s`, the others with a letter and a colon (`x:`, `u:`, `n:`, `f:`).
 public struct KeySchema: Sendable, Equatable {
     /// The prefix every key starts with.
     public let prefix: String
@@ -20,7 +25,7 @@ public struct KeySchema: Sendable, Equatable {
     }
 
     /// The start of every session key, for scripts that derive session keys from index members.
-    public var sessionKeyPrefix: [UInt8] { prefixBytes + Array("s:".utf8) }
+    public var sessionKeyPrefix: [UInt8] { prefixBytes + [UInt8(ascii: "s")] }
 
     /// A session's key.
     public func session(_ id: SessionID) -> [UInt8] { sessionKeyPrefix + id.bytes }

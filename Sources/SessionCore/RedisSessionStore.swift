@@ -133,8 +133,8 @@ extension RedisSessionStore {
         local ttl = math.min(idle, absolute - now)
         local value = struct.pack('>I6I6', absolute, now) .. ARGV[1]
         if not redis.call('SET', KEYS[1], value, 'PX', ttl, 'NX') then return nil end
-        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-        redis.call('ZADD', KEYS[2], absolute, ARGV[4])
+        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. math.floor(now / 1000))
+        redis.call('ZADD', KEYS[2], math.ceil(absolute / 1000), ARGV[4])
         local indexDeadline = redis.call('PEXPIRETIME', KEYS[2])
         if indexDeadline < absolute then redis.call('PEXPIREAT', KEYS[2], absolute) end
         return {now, now + ttl}
@@ -182,7 +182,7 @@ extension RedisSessionStore {
         """
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. math.floor(now / 1000))
         local result = {}
         for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
             local key = ARGV[1] .. id

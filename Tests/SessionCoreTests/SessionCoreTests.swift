@@ -114,6 +114,24 @@ import TestSupport
         }
     }
 
+    /// The index scores sessions by absolute deadline in whole seconds (rounded up: 4 bytes a session less than
+    /// milliseconds in a listpack), and creating a session prunes entries whose deadline has passed.
+    @Test func indexScoresAreSecondsAndEndedEntriesArePruned() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let keys = KeySchema(prefix: "t\(UUID().uuidString.prefix(8)):")
+            let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: keys.prefix))
+            let user = UserID.random()
+            let index = keys.sessionIndex(user)
+            _ = try await redis.send("ZADD", index, 1_000_000_000, "ended-long-ago-x", 4_000_000_000, "far-future-entry")
+            let (_, session) = try await store.create(for: user)
+            let score = try #require(try await redis.send("ZSCORE", index, session.id.bytes).string.flatMap(Double.init))
+            #expect(score == (session.absoluteExpiresAt.timeIntervalSince1970).rounded(.up))
+            let members = try await redis.send("ZRANGE", index, 0, -1).array?.compactMap(\.string)
+            #expect(members?.contains("ended-long-ago-x") == false)
+            #expect(members?.contains("far-future-entry") == true)
+        }
+    }
+
     @Test func idleDeadlineSlidesButNeverPassesTheAbsoluteOne() async throws {
         try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
             let prefix = "t\(UUID().uuidString.prefix(8)):"
