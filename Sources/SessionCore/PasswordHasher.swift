@@ -2,12 +2,17 @@ import Atomics
 import Crypto
 import HummingbirdBcrypt
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Slow, salted password hashing (bcrypt) on a dedicated, bounded thread pool.
 ///
 /// Why its own pool: a bcrypt takes tens of milliseconds of CPU. Run on the event loops or the cooperative
 /// pool, a login flood would stall token checks; on a pool of its own with a bounded queue, a flood waits
-/// (or is refused with `overloaded`) while verifications keep flowing.
+/// (or is refused with `overloaded`) while verifications keep flowing. The hashing threads also run at a lower
+/// CPU priority (nice 10, Linux): on an idle machine a hash takes as long as ever, but when the cores are
+/// contended the event loops win, so a login flood costs logins latency rather than costing everyone throughput.
 ///
 /// bcrypt reads at most 72 bytes and stops at a NUL, so the password is first pre-hashed: HMAC-SHA-256
 /// under a fixed domain key, base64-encoded (44 ASCII bytes, no NUL). Stored hashes carry a scheme tag
@@ -64,10 +69,22 @@ public final class PasswordHasher: Sendable {
         }
         defer { queued.wrappingDecrement(ordering: .relaxed) }
         do {
-            return try await pool.runIfActive(work)
+            return try await pool.runIfActive {
+                Self.yieldCPUToEventLoops()
+                return work()
+            }
         } catch {
             throw SessionError.overloaded
         }
+    }
+
+    /// Lowers the calling (hashing) thread's scheduling priority (on Linux, nice is per thread and `who` 0 is the
+    /// calling thread). A syscall of a microsecond beside a hash of ~100 ms, so simply done before each one.
+    /// Best effort: where it fails, hashing runs at normal priority.
+    private static func yieldCPUToEventLoops() {
+        #if os(Linux)
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+        #endif
     }
 
     static func prehash(_ password: String) -> String {

@@ -81,6 +81,24 @@ import TestSupport
         #expect(try await hasher.verify("correct horse battery", against: nil) == false)
     }
 
+    /// Hashing threads run at nice 10 so that, on contended cores, the event loops win; the loops stay at 0.
+    @Test func hashingThreadsYieldTheCPUToEventLoops() async throws {
+        _ = try await hasher.hash("correct horse battery")
+        var niceByThread: [String: [Int]] = [:]
+        for task in try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") {
+            guard let stat = try? String(contentsOfFile: "/proc/self/task/\(task)/stat", encoding: .utf8),
+                let open = stat.firstIndex(of: "("), let close = stat.lastIndex(of: ")")
+            else { continue }
+            let name = String(stat[stat.index(after: open)..<close])
+            let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+            niceByThread[name, default: []].append(Int(fields[16]) ?? 0)
+        }
+        #expect(niceByThread.values.contains { $0.contains(10) }, "a hashing thread at nice 10: \(niceByThread)")
+        for (name, nices) in niceByThread where name.hasPrefix("NIO-") {
+            #expect(nices.allSatisfy { $0 == 0 }, "event loop \(name) must keep its priority")
+        }
+    }
+
     @Test func passwordsLongerThan72BytesAreFullyCompared() async throws {
         let base = String(repeating: "a", count: 80)
         let hash = try await hasher.hash(base + "1")
