@@ -259,8 +259,8 @@ final class VerifyFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Outbound
 
     func read(context: ChannelHandlerContext) {
-        // Back-pressure: no more reading while a verification is served here.
-        if serving != nil {
+        // Back-pressure: no more reading while a verification is answered here (its own end is still read).
+        if let serving, serving.requestEnded {
             readHeld = true
         } else {
             context.read()

@@ -154,21 +154,26 @@ import TestSupport
         try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
             let prefix = "t\(UUID().uuidString.prefix(8)):"
             let store = RedisSessionStore(
-                redis: redis, configuration: .init(idleTimeout: .milliseconds(600), absoluteTimeout: .milliseconds(1500), keyPrefix: prefix)
+                redis: redis, configuration: .init(idleTimeout: .milliseconds(1000), absoluteTimeout: .milliseconds(2000), keyPrefix: prefix)
             )
             let user = UserID.random()
             let (token, session) = try await store.create(for: user)
             let key = KeySchema(prefix: prefix).session(session.id)
             let index = KeySchema(prefix: prefix).sessionIndex(user)
-            #expect((500...600).contains(try await redis.pttl(key)))
-            #expect((1400...1500).contains(try await redis.pttl(index)))
-            // Keep it busy: each use renews the idle deadline...
+            // Exact deadlines (Redis' PEXPIRETIME against what create returned), not TTL windows a loaded machine misses.
+            func deadline(_ key: some RESPArgument) async throws -> Int64? { try await redis.send("PEXPIRETIME", key).int }
+            func milliseconds(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+            #expect(try await deadline(key) == milliseconds(session.expiresAt))
+            #expect(milliseconds(session.expiresAt) - milliseconds(session.createdAt) == 1000)
+            #expect(try await deadline(index) == milliseconds(session.absoluteExpiresAt))
+            #expect(milliseconds(session.absoluteExpiresAt) - milliseconds(session.createdAt) == 2000)
+            // Keep it busy past the idle timeout: each use renews the idle deadline (a use may come up to 700 ms late)...
             for _ in 0..<5 {
-                try await Task.sleep(for: .milliseconds(200))
+                try await Task.sleep(for: .milliseconds(300))
                 #expect(try await store.authenticate(token) != nil)
             }
             // ...but not past the absolute deadline, and then every key is gone by itself.
-            try await Task.sleep(for: .milliseconds(700))
+            try await Task.sleep(for: .milliseconds(800))
             #expect(try await store.authenticate(token) == nil)
             #expect(try await redis.exists(key) == 0)
             #expect(try await redis.exists(index) == 0)
