@@ -96,27 +96,31 @@ final class VerifyFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if held.isEmpty, canTake(.part(part)) {
-            take(part, context: context)
-        } else {
-            held.append(.part(part))
-        }
+        receive(.part(unwrapInboundIn(data)), context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if held.isEmpty, serving == nil {
-            context.fireErrorCaught(error)
-        } else {
-            held.append(.error(error))
-        }
+        receive(.error(error), context: context)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if held.isEmpty, serving == nil {
-            context.fireUserInboundEventTriggered(event)
+        receive(.event(event), context: context)
+    }
+
+    /// Handles what arrives now if nothing is waiting before it and it may go; otherwise it waits its turn.
+    private func receive(_ item: Held, context: ChannelHandlerContext) {
+        if held.isEmpty, canTake(item) {
+            deliver(item, context: context)
         } else {
-            held.append(.event(event))
+            held.append(item)
+        }
+    }
+
+    private func deliver(_ item: Held, context: ChannelHandlerContext) {
+        switch item {
+        case .part(let part): take(part, context: context)
+        case .error(let error): context.fireErrorCaught(error)
+        case .event(let event): context.fireUserInboundEventTriggered(event)
         }
     }
 
@@ -230,15 +234,8 @@ final class VerifyFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         var delivered = false
         while let item = held.first, canTake(item) {
             held.removeFirst()
-            switch item {
-            case .part(let part):
-                if serving == nil { delivered = true }
-                take(part, context: context)
-            case .error(let error):
-                context.fireErrorCaught(error)
-            case .event(let event):
-                context.fireUserInboundEventTriggered(event)
-            }
+            if case .part = item, serving == nil { delivered = true }
+            deliver(item, context: context)
         }
         if delivered { context.fireChannelReadComplete() }
         if serving == nil, readHeld {
