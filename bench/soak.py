@@ -65,11 +65,15 @@ def worker(index):
             else:
                 call("GET", "/v1/verify", "verify", {200}, token=token)
         if random.random() < 0.2:
-            call("DELETE", "/v1/sessions", "revoke-all", {204}, token=token)
+            status, _ = call("DELETE", "/v1/sessions", "revoke-all", {204}, token=token)
         else:
-            call("POST", "/v1/logout", "logout", {204}, token=token)
-        # A revoked token must be refused, everywhere, at once.
-        call("GET", "/v1/verify", "verify-revoked", {401}, token=token)
+            status, _ = call("POST", "/v1/logout", "logout", {204}, token=token)
+        if status == 204:
+            # A revoked token must be refused, everywhere, at once.
+            call("GET", "/v1/verify", "verify-revoked", {401}, token=token)
+        else:
+            # The revocation itself failed (Redis down: 503), so the session still lives and must still work.
+            call("GET", "/v1/verify", "verify-after-failed-revoke", {200, 503}, token=token)
 
 
 threads = [threading.Thread(target=worker, args=(i,)) for i in range(workers)]
