@@ -6,9 +6,9 @@ final class ReplyBatch {
 }
 
 /// Who waits for a reply: a task (a continuation) or event-loop code (a callback run on the connection's loop).
-enum ReplyHandler {
+enum ReplyHandler: Sendable {
     case continuation(CheckedContinuation<RESPValue, any Error>)
-    case callback((Result<RESPValue, RedisError>) -> Void)
+    case callback(@Sendable (Result<RESPValue, RedisError>) -> Void)
 
     func complete(_ result: Result<RESPValue, RedisError>) {
         switch self {

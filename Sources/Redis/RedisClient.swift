@@ -111,9 +111,13 @@ public final class RedisClient: Service, Sendable {
     public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
         let connection = try pickConnection()
         commandsSent.increment()
-        let reply = try await connection.send(command, reserved: true)
-        if case .error(let message) = reply { throw .server(message) }
-        return reply
+        return try Self.failingOnErrorReply(await connection.send(command, reserved: true)).get()
+    }
+
+    /// A single command's error reply as `.server`: callers of `send` get errors thrown, not returned.
+    private static func failingOnErrorReply(_ reply: RESPValue) -> Result<RESPValue, RedisError> {
+        if case .error(let message) = reply { return .failure(.server(message)) }
+        return .success(reply)
     }
 
     /// Sends a command given by name and arguments: `client.send("SET", key, value)`.
@@ -152,9 +156,7 @@ public final class RedisClient: Service, Sendable {
         } else {
             deliver = { result in eventLoop.execute { completion(result) } }
         }
-        connection.send(command) { result in
-            if case .success(.error(let message)) = result { deliver(.failure(.server(message))) } else { deliver(result) }
-        }
+        connection.send(command) { result in deliver(result.flatMap(Self.failingOnErrorReply)) }
     }
 
     /// `run(_:keys:arguments:)` from event-loop code: EVALSHA, then EVAL on NOSCRIPT. `completion` runs on `eventLoop`.

@@ -118,16 +118,9 @@ final class RedisConnection: Sendable {
     /// pipeline traversal, no futures. Several commands come back as one `.array` of their replies.
     private func write(_ commands: some Collection<RedisCommand>) async throws(RedisError) -> RESPValue {
         let bytes = encode(commands)
-        let replyCount = commands.count
-        let eventLoop = channel.eventLoop
-        let handler = self.handler
         do {
             return try await withCheckedThrowingContinuation { continuation in
-                if eventLoop.inEventLoop {
-                    handler.value.enqueue(bytes, replyCount: replyCount, reply: .continuation(continuation))
-                } else {
-                    eventLoop.execute { handler.value.enqueue(bytes, replyCount: replyCount, reply: .continuation(continuation)) }
-                }
+                enqueue(bytes, replyCount: commands.count, reply: .continuation(continuation))
             }
         } catch {
             // The handler only ever fails a command with a RedisError.
@@ -138,12 +131,16 @@ final class RedisConnection: Sendable {
     /// Sends a command from event-loop code, without a task: `completion` runs on this connection's event loop.
     /// Room must be reserved.
     func send(_ command: RedisCommand, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void) {
-        let bytes = encode(CollectionOfOne(command))
+        enqueue(encode(CollectionOfOne(command)), replyCount: 1, reply: .callback(completion))
+    }
+
+    /// Hands encoded commands to the handler on its event loop: directly when already there, else one hop.
+    private func enqueue(_ bytes: ByteBuffer, replyCount: Int, reply: ReplyHandler) {
         let handler = self.handler
         if channel.eventLoop.inEventLoop {
-            handler.value.enqueue(bytes, replyCount: 1, reply: .callback(completion))
+            handler.value.enqueue(bytes, replyCount: replyCount, reply: reply)
         } else {
-            channel.eventLoop.execute { handler.value.enqueue(bytes, replyCount: 1, reply: .callback(completion)) }
+            channel.eventLoop.execute { handler.value.enqueue(bytes, replyCount: replyCount, reply: reply) }
         }
     }
 

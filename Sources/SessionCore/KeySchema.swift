@@ -17,15 +17,14 @@
 public struct KeySchema: Sendable, Equatable {
     /// The prefix every key starts with.
     public let prefix: String
-    private let prefixBytes: [UInt8]
+    /// The start of every session key, for scripts that derive session keys from index members. Stored: every
+    /// authentication builds a session key.
+    public let sessionKeyPrefix: [UInt8]
 
     public init(prefix: String) {
         self.prefix = prefix
-        self.prefixBytes = Array(prefix.utf8)
+        self.sessionKeyPrefix = Array(prefix.utf8) + [UInt8(ascii: "s")]
     }
-
-    /// The start of every session key, for scripts that derive session keys from index members.
-    public var sessionKeyPrefix: [UInt8] { prefixBytes + [UInt8(ascii: "s")] }
 
     /// A session's key.
     public func session(_ id: SessionID) -> [UInt8] { sessionKeyPrefix + id.bytes }
