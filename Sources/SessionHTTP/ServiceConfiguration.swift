@@ -91,8 +91,10 @@ public struct ServiceConfiguration: Sendable {
         if let value = values["PORT"] { port = try Self.integer(value, "PORT", 0...65535) }
         if let value = values["REDIS_URL"] {
             do {
+                // The URL names the server and credentials; the pool's size is a setting of its own.
+                let connections = redis.connectionCount
                 redis = try RedisConfiguration(url: value)
-                redis.connectionCount = Self.defaultRedisConnections
+                redis.connectionCount = connections
             } catch let error as RedisError {
                 throw ConfigurationError("REDIS_URL: \(error.message)")
             } catch {

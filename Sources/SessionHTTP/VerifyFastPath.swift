@@ -1,4 +1,3 @@
-import Dispatch
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -72,7 +71,6 @@ final class VerifyFastPath: ChannelDuplexHandler, RemovableChannelHandler {
     private struct Serving {
         let closeAfterwards: Bool
         let start: ContinuousClock.Instant
-        let startNanoseconds: UInt64
         var requestEnded = false
         var answer: (status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer)?
     }
@@ -168,7 +166,7 @@ final class VerifyFastPath: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func serve(_ request: HTTPRequest, context: ChannelHandlerContext) {
         let close = request.headerFields[.connection].map { $0.lowercased().contains("close") } ?? false
-        serving = Serving(closeAfterwards: close, start: .now, startNanoseconds: DispatchTime.now().uptimeNanoseconds)
+        serving = Serving(closeAfterwards: close, start: .now)
         let token: SessionToken
         do {
             token = try shared.authenticator.token(from: request.headerFields[values: .authorization])
@@ -217,7 +215,7 @@ final class VerifyFastPath: ChannelDuplexHandler, RemovableChannelHandler {
         }
         if let metrics = shared.metrics[status.code] {
             metrics.requests.increment()
-            metrics.duration.recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - current.startNanoseconds))
+            metrics.duration.recordNanoseconds((ContinuousClock.now - current.start).nanoseconds)
             metrics.errors?.increment()
         }
         APIMiddleware<SessionRequestContext>.logRequest(shared.logger, method: .get, path: "/v1/verify", status: status, start: current.start)

@@ -85,6 +85,13 @@ extension TestClientProtocol {
         return response.json["user_id"] as? String ?? ""
     }
 
+    /// Registers a new user and logs in: the token of a fresh session.
+    func newSessionToken() async throws -> String {
+        let name = uniqueName()
+        try await register(name)
+        return try await login(name)
+    }
+
     func login(_ username: String, _ password: String = "correct horse", headers: HTTPFields = [:]) async throws -> String {
         let response = try await call(.post, "/v1/login", json: ["username": username, "password": password], headers: headers)
         #expect(response.status == .ok, "login \(username): \(response.status) \(String(buffer: response.body))")

@@ -19,9 +19,7 @@ import TestSupport
         try await Instances.with(1, fast) { fastClients in
             try await Instances.with(1, slow) { slowClients in
                 let fastClient = fastClients[0], slowClient = slowClients[0]
-                let name = uniqueName()
-                try await fastClient.register(name)
-                let token = try await fastClient.login(name)
+                let token = try await fastClient.newSessionToken()
                 let cases: [(String, HTTPFields)] = [
                     ("valid", [.authorization: "Bearer \(token)"]),
                     ("valid, scheme in capitals, query", [.authorization: "BEARER   \(token)"]),
@@ -51,9 +49,7 @@ import TestSupport
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
         try await Instances.with(1, try Instances.configuration()) { clients in
             let client = clients[0]
-            let name = uniqueName()
-            try await client.register(name)
-            let token = try await client.login(name)
+            let token = try await client.newSessionToken()
             let requests = [
                 "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
                 "GET /v1/verify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(token)\r\n\r\n",
@@ -75,9 +71,7 @@ import TestSupport
     @Test func connectionCloseClosesAfterTheAnswer() async throws {
         try await Instances.with(1, try Instances.configuration()) { clients in
             let client = clients[0]
-            let name = uniqueName()
-            try await client.register(name)
-            let token = try await client.login(name)
+            let token = try await client.newSessionToken()
             let request = "GET /v1/verify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n"
             // `exchange` returns only once the server has closed.
             let reply = try await RawHTTP.exchange(port: try #require(client.port), request)
