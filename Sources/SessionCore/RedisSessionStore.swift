@@ -1,5 +1,5 @@
 import Foundation
-public import NIOCore
+package import NIOCore
 public import Redis
 
 /// Sessions in Redis, shared by every instance: one `EVALSHA` per authenticated request.
@@ -8,7 +8,7 @@ public import Redis
 /// (capped by the absolute deadline); a per-user sorted set indexes a user's sessions for listing and
 /// revocation without SCAN. Every script reads Redis' clock (`TIME`), so instances with skewed clocks agree.
 /// See `KeySchema` for the keys.
-public struct RedisSessionStore: SessionStore {
+public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     let redis: RedisClient
     let configuration: SessionConfiguration
     let keys: KeySchema
@@ -48,7 +48,7 @@ public struct RedisSessionStore: SessionStore {
 
     /// The same as `authenticate(_:)`, from event-loop code and without a task: the verification fast path.
     /// The command goes out on a Redis connection of `eventLoop` when there is one; `completion` runs on `eventLoop`.
-    public func authenticate(
+    package func authenticate(
         _ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void
     ) {
         let id = token.sessionID

@@ -1,3 +1,4 @@
+package import NIOCore
 public import Foundation
 
 /// A live session, as the store knows it. Carries no token.
@@ -41,4 +42,11 @@ public protocol SessionStore: Sendable {
     func revokeAll(for user: UserID) async throws(SessionError)
     /// The user's live sessions, oldest first.
     func sessions(for user: UserID) async throws(SessionError) -> [Session]
+}
+
+/// A store that can also authenticate from event-loop code, without a task: what the verification fast path
+/// (SessionHTTP's `VerifyHandler`) needs to keep a request on one thread. An internal of that one optimisation.
+package protocol EventLoopSessionAuthenticating: SessionStore {
+    /// The same as `authenticate(_:)`; `completion` runs on `eventLoop`.
+    func authenticate(_ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void)
 }

@@ -27,15 +27,16 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.error("unhandled error", metadata: ["error.type": "\(type(of: error))"])
             response = try APIError(.internalServerError, code: "internal", message: "internal error").response(from: request, context: context)
         }
-        Self.addStandardHeaders(to: &response.headers)
+        Self.addStandardHeaders(to: &response.headers, closing: VerifyHandler.asksToClose(request.headers))
         Self.logRequest(context.logger, method: request.method, path: request.uri.path, status: response.status, start: start)
         return response
     }
 
-    /// The headers every API response carries.
-    static func addStandardHeaders(to headers: inout HTTPFields) {
+    /// The headers every API response carries, and `Connection: close` when the server closes after it (RFC 9112 §9.6).
+    static func addStandardHeaders(to headers: inout HTTPFields, closing: Bool) {
         headers[.xContentTypeOptions] = "nosniff"
         if headers[.cacheControl] == nil { headers[.cacheControl] = "no-store" }
+        if closing { headers[.connection] = "close" }
     }
 
     /// One line per request: at debug, server errors at error.

@@ -27,7 +27,7 @@ import Glibc
 /// | `HASH_THREADS` | `--hash-threads` | half the cores, ≥ 1 | threads for password hashing |
 /// | `REDIS_CONNECTIONS` | `--redis-connections` | the cores, ≥ 2 | pooled, pipelined connections (one per event loop at least) |
 /// | `REDIS_TIMEOUT_MS` | `--redis-timeout-ms` | `1000` | per-command and connect timeout |
-/// | `VERIFY_FAST_PATH` | `--verify-fast-path` | `on` | serve `GET /v1/verify` on the event loop (`VerifyFastPath`); `off`: through the router |
+/// | `VERIFY_FAST_PATH` | `--verify-fast-path` | `on` | serve `GET /v1/verify` on the event loop (`VerifyHandler`); `off`: through the router |
 public struct ServiceConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080

@@ -34,10 +34,10 @@ public enum SessionService {
             accounts: accounts, redis: redis, trustedProxies: configuration.trustedProxies, maxBodySize: configuration.maxBodySize,
             metricsText: metricsText
         ).add(to: router)
-        let fastPath = configuration.verifyFastPath ? VerifyFastPath.Shared(store: sessions, logger: logger) : nil
+        let verification = configuration.verifyFastPath ? VerifyHandler.Shared(store: sessions, logger: logger) : nil
         return Application(
             router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: fastPath.map { [VerifyFastPath(shared: $0)] } ?? [])),
+            server: .sessionHTTP1(verification: verification),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             services: [redis],
             logger: logger
