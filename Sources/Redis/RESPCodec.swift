@@ -67,7 +67,7 @@ final class RESPDecoder {
 
     private func readerError() -> RedisError {
         let text = CHiredisShims_readerGetError(reader).map { String(cString: $0) } ?? "unknown reader error"
-        return .protocolError("invalid reply from Redis: \(text)")
+        return RedisError(.protocolError, "invalid reply from Redis: \(text)")
     }
 
     private func convert(_ reply: UnsafeMutablePointer<redisReply>) -> RESPValue {

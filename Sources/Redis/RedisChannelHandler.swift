@@ -24,7 +24,7 @@ enum ReplyHandler: Sendable {
 /// all the bookkeeping pipelining needs. Callers hand commands to `enqueue` on the event loop (one hop, no
 /// futures); flushes are coalesced, so commands issued together leave in one `write(2)`.
 ///
-/// Timeouts: each command gets a deadline. When it passes, the command fails with `.timeout` but keeps its
+/// Timeouts: each command gets a deadline. When it passes, the command fails with `RedisError(.timeout)` but keeps its
 /// place in the FIFO (its reply, if it ever comes, is dropped), so the replies of later commands still match.
 /// If the oldest command stays unanswered for `stallTimeout`, the connection is presumed dead and closed.
 final class RedisChannelHandler: ChannelInboundHandler {
@@ -60,7 +60,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        failAll(.connectionClosed)
+        failAll(RedisError(.connectionClosed))
         self.context = nil
     }
 
@@ -69,7 +69,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
     func enqueue(_ bytes: ByteBuffer, replyCount: Int, reply: ReplyHandler) {
         guard let context, closedError == nil else {
             onComplete(replyCount)
-            reply.complete(.failure(closedError ?? .connectionClosed))
+            reply.complete(.failure(closedError ?? RedisError(.connectionClosed)))
             return
         }
         let deadline = NIODeadline.now() + commandTimeout
@@ -98,7 +98,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
             try decoder.feed(unwrapInboundIn(data))
             while let reply = try decoder.next() {
                 guard let entry = pending.popFirst() else {
-                    throw RedisError.protocolError("reply from Redis with no command waiting for it")
+                    throw RedisError(.protocolError, "reply from Redis with no command waiting for it")
                 }
                 // Release the slot before resuming: the caller may send again at once and must find it free.
                 onComplete(1)
@@ -110,18 +110,18 @@ final class RedisChannelHandler: ChannelInboundHandler {
                 }
             }
         } catch {
-            failAll(error as? RedisError ?? .protocolViolation)
+            failAll(error as? RedisError ?? RedisError(.protocolError))
             context.close(promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        failAll(.connectionClosed)
+        failAll(RedisError(.connectionClosed))
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(.connectionClosed)
+        failAll(RedisError(.connectionClosed))
         context.close(promise: nil)
     }
 
@@ -156,12 +156,12 @@ final class RedisChannelHandler: ChannelInboundHandler {
             }
             if let reply = entry.reply {
                 pending[index].reply = nil
-                reply.complete(.failure(.timeout))
+                reply.complete(.failure(RedisError(.timeout)))
             }
             index = pending.index(after: index)
         }
         if let oldest = pending.first, oldest.deadline - commandTimeout + stallTimeout <= now {
-            failAll(.timeout)
+            failAll(RedisError(.timeout))
             context.close(promise: nil)
             return
         }

@@ -58,7 +58,7 @@ extension RedisClient {
         case nil: break
         }
         if let expiration {
-            guard expiration != .persist else { throw .configuration("SET takes no PERSIST; use KEEPTTL or none") }
+            guard expiration != .persist else { throw RedisError(.configuration, "SET takes no PERSIST; use KEEPTTL or none") }
             expiration.append(to: &command)
         }
         return try await !send(command).isNull
@@ -68,7 +68,7 @@ extension RedisClient {
     public func getex(_ key: some RESPArgument, expiration: RedisExpiration? = nil) async throws(RedisError) -> ByteBuffer? {
         var command = RedisCommand("GETEX", [key])
         if let expiration {
-            guard expiration != .keepTTL else { throw .configuration("GETEX takes no KEEPTTL") }
+            guard expiration != .keepTTL else { throw RedisError(.configuration, "GETEX takes no KEEPTTL") }
             expiration.append(to: &command)
         }
         return try await bulk(send(command))
@@ -224,7 +224,7 @@ extension RedisClient {
         }
         let reply = try await array(send(command))
         guard reply.count == 2, let next = reply[0].string, let keys = reply[1].array else {
-            throw .protocolError("SCAN reply is not [cursor, keys]")
+            throw RedisError(.protocolError, "SCAN reply is not [cursor, keys]")
         }
         return (next, keys.compactMap { if case .bulkString(let key?) = $0 { return key } else { return nil } })
     }
@@ -233,48 +233,48 @@ extension RedisClient {
     public func info(_ section: String? = nil) async throws(RedisError) -> String {
         var command = RedisCommand("INFO")
         if let section { command.append(section) }
-        guard let text = try await send(command).string else { throw .protocolError("INFO reply is not text") }
+        guard let text = try await send(command).string else { throw RedisError(.protocolError, "INFO reply is not text") }
         return text
     }
 
     /// Runs a Lua script by its SHA-1 (`EVALSHA`), sending its source (`EVAL`) only when Redis answers NOSCRIPT,
     /// which also caches it there. One round trip in the common case, two after a Redis restart or SCRIPT FLUSH.
-    public func run(_ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = []) async throws(RedisError) -> RESPValue {
-        do {
-            return try await send(script.command(byHash: true, keys: keys, arguments: arguments))
-        } catch let error where error.serverErrorPrefix == "NOSCRIPT" {
-            return try await send(script.command(byHash: false, keys: keys, arguments: arguments))
-        }
+    public func evaluate(_ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = []) async throws(RedisError)
+        -> RESPValue
+    {
+        try await withCheckedContinuation { continuation in
+            evaluate(script, keys: keys, arguments: arguments, on: nil) { continuation.resume(returning: $0) }
+        }.get()
     }
 
     /// `MULTI`, the commands, `EXEC`, written together on one connection so no other caller's commands
     /// fall inside the transaction.
     /// - Returns: EXEC's replies, one per command (an error reply of one command is a `.error` value in place).
-    /// - Throws: `RedisError.server` when the transaction was refused (EXECABORT), `.unavailable`…
+    /// - Throws: `RedisError.server` when the transaction was refused (EXECABORT), `RedisError(.unavailable)`…
     public func transaction(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         let replies = try await pipeline([RedisCommand("MULTI")] + commands + [RedisCommand("EXEC")])
-        guard let exec = replies.last else { throw .protocolError("no EXEC reply") }
+        guard let exec = replies.last else { throw RedisError(.protocolError, "no EXEC reply") }
         switch exec {
         case .array(let values?): return values
-        case .error(let message): throw .server(message)
-        default: throw .protocolError("EXEC reply is not an array")
+        case .error(let message): throw RedisError(.server, message)
+        default: throw RedisError(.protocolError, "EXEC reply is not an array")
         }
     }
 
     private func bulk(_ value: RESPValue) throws(RedisError) -> ByteBuffer? {
         switch value {
         case .bulkString(let buffer): return buffer
-        default: throw .protocolError("expected a bulk string reply")
+        default: throw RedisError(.protocolError, "expected a bulk string reply")
         }
     }
 
     private func integer(_ value: RESPValue) throws(RedisError) -> Int {
-        guard case .integer(let number) = value else { throw .protocolError("expected an integer reply") }
+        guard case .integer(let number) = value else { throw RedisError(.protocolError, "expected an integer reply") }
         return Int(number)
     }
 
     private func array(_ value: RESPValue) throws(RedisError) -> [RESPValue] {
-        guard case .array(let values) = value else { throw .protocolError("expected an array reply") }
+        guard case .array(let values) = value else { throw RedisError(.protocolError, "expected an array reply") }
         return values ?? []
     }
 }

@@ -24,7 +24,7 @@ public enum RedisConnectionEvent: Sendable {
 ///
 /// The client is a ServiceLifecycle `Service`: `run()` dials the connections, keeps them up (reconnecting
 /// with capped, jittered exponential backoff) and closes them on graceful shutdown or cancellation.
-/// While no connection is up, commands fail at once with `RedisError.unavailable` rather than queue.
+/// While no connection is up, commands fail at once with `RedisError(.unavailable)` rather than queue.
 public final class RedisClient: Service, Sendable {
     /// The client's settings.
     public let configuration: RedisConfiguration
@@ -75,7 +75,7 @@ public final class RedisClient: Service, Sendable {
     /// Runs the client for the duration of `body`, then shuts it down: for tools and tests that own a client
     /// outside a ServiceGroup.
     /// - Parameter timeout: how long to wait for a first connection before `body` (nil: do not wait).
-    /// - Throws: `RedisError.timeout` when no connection comes up in time, and whatever `body` throws.
+    /// - Throws: `RedisError(.timeout)` when no connection comes up in time, and whatever `body` throws.
     public func withRunning<Result: Sendable>(
         waitingUpTo timeout: Duration? = .seconds(5),
         isolation: isolated (any Actor)? = #isolation,
@@ -95,19 +95,19 @@ public final class RedisClient: Service, Sendable {
     }
 
     /// Waits (without blocking a thread) until a connection is up, for start-up code and tests.
-    /// - Throws: `RedisError.timeout` when none comes up in time.
+    /// - Throws: `RedisError(.timeout)` when none comes up in time.
     public func waitUntilConnected(timeout: Duration = .seconds(5)) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
         while !isConnected {
-            guard clock.now < deadline else { throw RedisError.timeout }
+            guard clock.now < deadline else { throw RedisError(.timeout) }
             try await Task.sleep(for: .milliseconds(10))
         }
     }
 
     /// Sends any command and returns its reply.
-    /// - Throws: `RedisError.server` for an error reply, `.unavailable` when no connection is up,
-    ///   `.timeout`, `.connectionClosed`, `.overloaded`.
+    /// - Throws: `RedisError.server` for an error reply, `RedisError(.unavailable)` when no connection is up,
+    ///   `RedisError(.timeout)`, `RedisError(.connectionClosed)`, `RedisError(.overloaded)`.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
         let connection = try pickConnection()
         commandsSent.increment()
@@ -116,7 +116,7 @@ public final class RedisClient: Service, Sendable {
 
     /// A single command's error reply as `.server`: callers of `send` get errors thrown, not returned.
     private static func failingOnErrorReply(_ reply: RESPValue) -> Result<RESPValue, RedisError> {
-        if case .error(let message) = reply { return .failure(.server(message)) }
+        if case .error(let message) = reply { return .failure(RedisError(.server, message)) }
         return .success(reply)
     }
 
@@ -137,9 +137,10 @@ public final class RedisClient: Service, Sendable {
     // MARK: From event-loop code
 
     /// Sends a command from event-loop code (a channel handler), without a task: a connection living on `eventLoop`
-    /// is preferred, so the command and its reply never leave that thread. `completion` runs on `eventLoop`.
-    public func send(
-        _ command: RedisCommand, on eventLoop: any EventLoop,
+    /// is preferred, so the command and its reply never leave that thread. `completion` runs on `eventLoop` (with
+    /// nil, on the connection's loop). An internal of the verification fast path; tasks use `send(_:)`.
+    package func send(
+        _ command: RedisCommand, on eventLoop: (any EventLoop)?,
         completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
         let connection: RedisConnection
@@ -151,17 +152,18 @@ public final class RedisClient: Service, Sendable {
         }
         commandsSent.increment()
         let deliver: @Sendable (Result<RESPValue, RedisError>) -> Void
-        if connection.eventLoop === eventLoop {
-            deliver = completion
-        } else {
+        if let eventLoop, connection.eventLoop !== eventLoop {
             deliver = { result in eventLoop.execute { completion(result) } }
+        } else {
+            deliver = completion
         }
         connection.send(command) { result in deliver(result.flatMap(Self.failingOnErrorReply)) }
     }
 
-    /// `run(_:keys:arguments:)` from event-loop code: EVALSHA, then EVAL on NOSCRIPT. `completion` runs on `eventLoop`.
-    public func run(
-        _ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = [], on eventLoop: any EventLoop,
+    /// `evaluate(_:keys:arguments:)` from event-loop code; `completion` runs on `eventLoop`. The one place the
+    /// `NOSCRIPT` → `EVAL` retry is written: the async form runs through it too.
+    package func evaluate(
+        _ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = [], on eventLoop: (any EventLoop)?,
         completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
         send(script.command(byHash: true, keys: keys, arguments: arguments), on: eventLoop) { result in
@@ -174,7 +176,7 @@ public final class RedisClient: Service, Sendable {
     }
 
     private func pickConnection(replies: Int = 1, preferring eventLoop: (any EventLoop)? = nil) throws(RedisError) -> RedisConnection {
-        if isShutdown.load(ordering: .relaxed) { throw .shutdown }
+        if isShutdown.load(ordering: .relaxed) { throw RedisError(.shutdown) }
         if let eventLoop {
             for index in slots.indices where slotLoops[index] === eventLoop {
                 if let connection = slots[index].withLockedValue({ $0 }), connection.isActive, connection.reserve(replies) { return connection }
@@ -189,7 +191,7 @@ public final class RedisClient: Service, Sendable {
             sawConnection = true
             if connection.reserve(replies) { return connection }
         }
-        throw sawConnection ? .overloaded : .unavailable
+        throw sawConnection ? RedisError(.overloaded) : RedisError(.unavailable)
     }
 
     private func maintain(slot index: Int) async {
@@ -213,7 +215,7 @@ public final class RedisClient: Service, Sendable {
                 logger.debug("Redis connection closed")
                 onEvent(.disconnected(slot: index))
             } catch {
-                let redisError = error as? RedisError ?? .unreachable("cannot connect to Redis")
+                let redisError = error as? RedisError ?? RedisError(.unavailable, "cannot connect to Redis")
                 logger.debug("cannot connect to Redis", metadata: ["error": "\(redisError.message)"])
                 onEvent(.connectFailed(slot: index, error: redisError))
             }

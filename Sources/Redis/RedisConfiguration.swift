@@ -8,7 +8,7 @@
 /// | `connectionCount` | connections in the pool; each multiplexes (pipelines) many commands | 2 |
 /// | `connectTimeout` | a connection attempt, handshake included | 1 s |
 /// | `commandTimeout` | from sending a command to its reply | 1 s |
-/// | `maxInFlightPerConnection` | commands awaiting a reply on one connection; beyond, new ones fail with `.overloaded` | 4096 |
+/// | `maxInFlightPerConnection` | commands awaiting a reply on one connection; beyond, new ones fail with `RedisError(.overloaded)` | 4096 |
 /// | `reconnectBackoff` | first and largest wait between reconnection attempts (doubling, with jitter) | 25 ms … 1 s |
 public struct RedisConfiguration: Sendable, Equatable {
     /// Where Redis listens.
@@ -63,7 +63,7 @@ public struct RedisConfiguration: Sendable, Equatable {
             let rest = url.dropFirst("unix://".count)
             let (pathPart, query) = Self.splitOnce(rest, "?")
             guard pathPart.hasPrefix("/"), pathPart.count > 1 else {
-                throw RedisError.configuration("unix URL needs an absolute socket path: unix:///path/to/redis.sock")
+                throw RedisError(.configuration, "unix URL needs an absolute socket path: unix:///path/to/redis.sock")
             }
             var database = 0
             var password: String?
@@ -72,14 +72,14 @@ public struct RedisConfiguration: Sendable, Equatable {
                 switch name {
                 case "db": database = try Self.parseDatabase(value ?? "")
                 case "password": password = try Self.percentDecode(value ?? "")
-                default: throw RedisError.configuration("unknown unix URL parameter '\(name)' (known: db, password)")
+                default: throw RedisError(.configuration, "unknown unix URL parameter '\(name)' (known: db, password)")
                 }
             }
             self.init(endpoint: .unixSocket(path: String(pathPart)), password: password, database: database)
             return
         }
         guard url.hasPrefix("redis://") else {
-            throw RedisError.configuration("Redis URL must start with redis:// or unix:// (rediss:// is not supported yet)")
+            throw RedisError(.configuration, "Redis URL must start with redis:// or unix:// (rediss:// is not supported yet)")
         }
         var rest = Substring(url.dropFirst("redis://".count))
         var username: String?
@@ -101,21 +101,21 @@ public struct RedisConfiguration: Sendable, Equatable {
         var portText: Substring?
         if hostPort.hasPrefix("[") {
             guard let close = hostPort.firstIndex(of: "]") else {
-                throw RedisError.configuration("IPv6 host in the Redis URL lacks its closing ]")
+                throw RedisError(.configuration, "IPv6 host in the Redis URL lacks its closing ]")
             }
             host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
             let after = hostPort[hostPort.index(after: close)...]
             if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty {
-                throw RedisError.configuration("unexpected text after the IPv6 host in the Redis URL")
+                throw RedisError(.configuration, "unexpected text after the IPv6 host in the Redis URL")
             }
         } else {
             (host, portText) = Self.splitOnce(hostPort, ":")
         }
-        guard !host.isEmpty else { throw RedisError.configuration("Redis URL has no host: redis://host[:port][/db]") }
+        guard !host.isEmpty else { throw RedisError(.configuration, "Redis URL has no host: redis://host[:port][/db]") }
         var port = 6379
         if let portText {
             guard let value = Int(portText), (1...65535).contains(value) else {
-                throw RedisError.configuration("Redis URL port must be a number from 1 to 65535")
+                throw RedisError(.configuration, "Redis URL port must be a number from 1 to 65535")
             }
             port = value
         }
@@ -129,7 +129,7 @@ public struct RedisConfiguration: Sendable, Equatable {
 
     private static func parseDatabase(_ text: Substring) throws -> Int {
         guard let value = Int(text), value >= 0 else {
-            throw RedisError.configuration("Redis database must be a number ≥ 0")
+            throw RedisError(.configuration, "Redis database must be a number ≥ 0")
         }
         return value
     }
@@ -145,7 +145,7 @@ public struct RedisConfiguration: Sendable, Equatable {
         while let byte = iterator.next() {
             if byte == UInt8(ascii: "%") {
                 guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
-                    throw RedisError.configuration("bad percent-encoding in the Redis URL's credentials")
+                    throw RedisError(.configuration, "bad percent-encoding in the Redis URL's credentials")
                 }
                 bytes.append(high << 4 | low)
             } else {

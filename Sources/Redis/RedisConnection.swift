@@ -55,7 +55,7 @@ final class RedisConnection: Sendable {
                 channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
             }
         } catch let error as ChannelError where error == .connectTimeout(TimeAmount(configuration.connectTimeout)) {
-            throw RedisError.timeout
+            throw RedisError(.timeout)
         } catch {
             throw RedisError.unavailableBecause(error)
         }
@@ -66,7 +66,7 @@ final class RedisConnection: Sendable {
             }.get()
         } catch {
             channel.close(promise: nil)
-            throw RedisError.connectionClosed
+            throw RedisError(.connectionClosed)
         }
         let connection = RedisConnection(
             channel: channel, handler: handler, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection
@@ -83,7 +83,7 @@ final class RedisConnection: Sendable {
             if configuration.database != 0 { handshake.append(RedisCommand("SELECT", [configuration.database])) }
             handshake.append(RedisCommand("PING"))
             for command in handshake {
-                if case .error(let message) = try await connection.send(command) { throw RedisError.server(message) }
+                if case .error(let message) = try await connection.send(command) { throw RedisError(.server, message) }
             }
         } catch {
             channel.close(promise: nil)
@@ -124,7 +124,7 @@ final class RedisConnection: Sendable {
             }
         } catch {
             // The handler only ever fails a command with a RedisError.
-            throw error as? RedisError ?? .connectionClosed
+            throw error as? RedisError ?? RedisError(.connectionClosed)
         }
     }
 
@@ -153,7 +153,7 @@ final class RedisConnection: Sendable {
     /// The event loop this connection's I/O and callbacks run on.
     var eventLoop: any EventLoop { channel.eventLoop }
 
-    /// Closes the channel; commands in flight fail with `.connectionClosed`.
+    /// Closes the channel; commands in flight fail with `RedisError(.connectionClosed)`.
     func close() async {
         try? await channel.close()
     }
@@ -163,6 +163,6 @@ extension RedisError {
     /// A connection failure, described without anything secret (NIO's errors name only addresses).
     static func unavailableBecause(_ error: any Error) -> RedisError {
         if let error = error as? RedisError { return error }
-        return .unreachable("cannot connect to Redis: \(error)")
+        return RedisError(.unavailable, "cannot connect to Redis: \(error)")
     }
 }

@@ -2,14 +2,14 @@ import Foundation
 
 /// Registration and login: the rules, the hashing, the throttle and the session store together.
 public struct AccountService: Sendable {
-    public let users: RedisUserStore
+    public let users: any UserStore
     public let sessions: any SessionStore
     public let hasher: PasswordHasher
     public let throttle: LoginThrottle
     /// Whether `register` accepts new users (`REGISTRATION=open|closed`).
     public let registrationOpen: Bool
 
-    public init(users: RedisUserStore, sessions: any SessionStore, hasher: PasswordHasher, throttle: LoginThrottle, registrationOpen: Bool) {
+    public init(users: any UserStore, sessions: any SessionStore, hasher: PasswordHasher, throttle: LoginThrottle, registrationOpen: Bool) {
         self.users = users
         self.sessions = sessions
         self.hasher = hasher

@@ -22,7 +22,7 @@ public struct LoginThrottle: Sendable {
     /// Throws `tooManyAttempts` (with the seconds left) when the pair is blocked.
     public func check(username: String, clientAddress: String) async throws(SessionError) {
         let reply = try await withStore {
-            try await redis.run(Self.checkScript, keys: [key(username, clientAddress)], arguments: [maxFailures])
+            try await redis.evaluate(Self.checkScript, keys: [key(username, clientAddress)], arguments: [maxFailures])
         }
         if let milliseconds = reply.int, milliseconds > 0 {
             throw .tooManyAttempts(retryAfter: Int((milliseconds + 999) / 1000))
@@ -32,7 +32,7 @@ public struct LoginThrottle: Sendable {
     /// Counts a failure.
     public func recordFailure(username: String, clientAddress: String) async throws(SessionError) {
         _ = try await withStore {
-            try await redis.run(Self.failScript, keys: [key(username, clientAddress)], arguments: [window.milliseconds])
+            try await redis.evaluate(Self.failScript, keys: [key(username, clientAddress)], arguments: [window.milliseconds])
         }
     }
 

@@ -30,7 +30,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         )
         guard let fields = reply.array, fields.count == 2, let created = fields[0].int, let idleDeadline = fields[1].int else {
             // SET NX failed: a 128-bit collision with a live session. Astronomically unlikely; refuse rather than share.
-            throw SessionError.storeUnavailable
+            throw SessionError.storeUnavailable(nil)
         }
         let absolute = created + configuration.absoluteMilliseconds
         let session = Session(
@@ -52,8 +52,8 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         _ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void
     ) {
         let id = token.sessionID
-        redis.run(Self.authenticateScript, keys: [keys.session(id)], arguments: [configuration.idleMilliseconds], on: eventLoop) { result in
-            completion(result.map { self.session(id: id, authenticated: $0) }.mapError { _ in .storeUnavailable })
+        redis.evaluate(Self.authenticateScript, keys: [keys.session(id)], arguments: [configuration.idleMilliseconds], on: eventLoop) { result in
+            completion(result.map { self.session(id: id, authenticated: $0) }.mapError(SessionError.init))
         }
     }
 
@@ -92,7 +92,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
 
     /// Runs a script, mapping the client's failures to the core's.
     func run(_ script: RedisScript, keys: [any RESPArgument], arguments: [any RESPArgument]) async throws(SessionError) -> RESPValue {
-        try await withStore { try await redis.run(script, keys: keys, arguments: arguments) }
+        try await withStore { try await redis.evaluate(script, keys: keys, arguments: arguments) }
     }
 
     /// A big-endian 6-byte millisecond timestamp from a session value.

@@ -10,7 +10,7 @@ public struct User: Sendable, Hashable {
 }
 
 /// Users in Redis, shared by every instance. See `KeySchema`.
-public final class RedisUserStore: Sendable {
+public final class RedisUserStore: UserStore {
     let redis: RedisClient
     let keys: KeySchema
     /// user ID → username. Usernames never change, so this cache can never be stale; it saves
@@ -28,7 +28,7 @@ public final class RedisUserStore: Sendable {
     public func create(username: String, passwordHash: String) async throws(SessionError) -> User {
         let id = UserID.random()
         let reply = try await withStore {
-            try await redis.run(
+            try await redis.evaluate(
                 Self.registerScript,
                 keys: [keys.username(Credentials.normalize(username)), keys.user(id)],
                 arguments: [id.text, username, passwordHash]
@@ -42,7 +42,7 @@ public final class RedisUserStore: Sendable {
     /// Finds a user and the stored password hash by username (case-insensitively).
     public func find(username: String) async throws(SessionError) -> (user: User, passwordHash: String)? {
         let reply = try await withStore {
-            try await redis.run(Self.findScript, keys: [keys.username(Credentials.normalize(username))], arguments: [keys.userKeyPrefix])
+            try await redis.evaluate(Self.findScript, keys: [keys.username(Credentials.normalize(username))], arguments: [keys.userKeyPrefix])
         }
         guard let fields = reply.array, fields.count == 3, let idText = fields[0].string, let id = UserID(idText),
             let name = fields[1].string, let hash = fields[2].string
@@ -89,3 +89,17 @@ public final class RedisUserStore: Sendable {
 }
 
 import NIOCore
+
+/// Redis answers `PING`: the service's readiness.
+public struct RedisReadinessProbe: ReadinessProbe {
+    let redis: RedisClient
+
+    /// A probe of a running client.
+    public init(redis: RedisClient) {
+        self.redis = redis
+    }
+
+    public func isReady() async -> Bool {
+        (try? await redis.ping()) ?? false
+    }
+}

@@ -74,7 +74,8 @@ public struct APIError: HTTPResponseError, Sendable {
         case .tooManyAttempts: status = .tooManyRequests
         case .storeUnavailable, .overloaded: status = .serviceUnavailable
         case .notFound: status = .notFound
+        default: status = .internalServerError
         }
-        self.init(status, code: error.code.rawValue, message: error.message, headers: headers)
+        self.init(status, code: error.code.text, message: error.message, headers: headers)
     }
 }

@@ -78,7 +78,7 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
             throw .invalidToken
         case .failure(let error):
             storeErrors.increment()
-            logger.warning("session store unavailable during authentication", metadata: ["error": "\(error.code.rawValue)"])
+            logger.warning("session store unavailable during authentication", metadata: ["error": "\(error)"])
             throw APIError(error)
         }
     }

@@ -4,14 +4,13 @@ public import Hummingbird
 import Logging
 import Metrics
 import NIOCore
-public import Redis
 public import SessionCore
 
 /// The API v1 routes. Each handler states the Redis round trips it costs.
 public struct Routes: Sendable {
     let accounts: AccountService
     let sessions: any SessionStore
-    let redis: RedisClient
+    let readiness: any ReadinessProbe
     let trustedProxies: TrustedProxies
     let maxBodySize: Int
     let metricsText: @Sendable () -> String
@@ -22,13 +21,13 @@ public struct Routes: Sendable {
     private let storeErrors = Counter(label: "session_store_errors_total")
 
     public init(
-        accounts: AccountService, redis: RedisClient, trustedProxies: TrustedProxies, maxBodySize: Int = 64 * 1024,
+        accounts: AccountService, readiness: any ReadinessProbe, trustedProxies: TrustedProxies, maxBodySize: Int = 64 * 1024,
         metricsText: @escaping @Sendable () -> String
     ) {
         self.maxBodySize = maxBodySize
         self.accounts = accounts
         self.sessions = accounts.sessions
-        self.redis = redis
+        self.readiness = readiness
         self.trustedProxies = trustedProxies
         self.metricsText = metricsText
     }
@@ -99,7 +98,7 @@ public struct Routes: Sendable {
     /// 1 EVALSHA (user lookup) + 1 bcrypt + 1 EVALSHA (user record).
     func register(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let credentials = try await CredentialsBody.decode(request, limit: maxBodySize)
-        let user = try await core { try await accounts.register(username: credentials.username, password: credentials.password) }
+        let user = try await core(context) { try await accounts.register(username: credentials.username, password: credentials.password) }
         return try Self.json(.created) { object in
             object.field("user_id", user.id.text)
             object.field("username", user.username)
@@ -129,11 +128,12 @@ public struct Routes: Sendable {
             switch error.code {
             case .invalidCredentials: loginsFailed.increment()
             case .tooManyAttempts: loginsThrottled.increment()
-            case .storeUnavailable: storeErrors.increment()
             default: break
             }
-            if error.code != .storeUnavailable {
-                context.logger.info("login refused", metadata: ["reason": "\(error.code.rawValue)"])
+            if error.code == .storeUnavailable {
+                storeFailed(error, context)
+            } else {
+                context.logger.info("login refused", metadata: ["reason": "\(error.code)"])
             }
             throw APIError(error)
         }
@@ -142,14 +142,14 @@ public struct Routes: Sendable {
     /// 1 EVALSHA.
     func logout(_ context: SessionRequestContext) async throws -> Response {
         let session = try Self.session(context)
-        _ = try await core { try await sessions.revoke(session.id, of: session.userID) }
+        _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) }
         return Response(status: .noContent)
     }
 
     /// 0 round trips beyond authentication once the username is cached (usernames never change), else 1 HGET.
     func currentSession(_ context: SessionRequestContext) async throws -> Response {
         let session = try Self.session(context)
-        let username = try await core { try await accounts.users.username(for: session.userID) } ?? ""
+        let username = try await core(context) { try await accounts.users.username(for: session.userID) } ?? ""
         return try Self.json(.ok) { object in
             object.field("user_id", session.userID.text)
             object.field("username", username)
@@ -163,7 +163,7 @@ public struct Routes: Sendable {
     /// 1 EVALSHA.
     func list(_ context: SessionRequestContext) async throws -> Response {
         let current = try Self.session(context)
-        let all = try await core { try await sessions.sessions(for: current.userID) }
+        let all = try await core(context) { try await sessions.sessions(for: current.userID) }
         return try Self.json(.ok) { object in
             object.array(
                 "sessions",
@@ -186,7 +186,7 @@ public struct Routes: Sendable {
         guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text) else {
             throw APIError(SessionError.notFound)
         }
-        guard try await core({ try await sessions.revoke(id, of: current.userID) }) else {
+        guard try await core(context, { try await sessions.revoke(id, of: current.userID) }) else {
             throw APIError(SessionError.notFound)
         }
         return Response(status: .noContent)
@@ -195,26 +195,31 @@ public struct Routes: Sendable {
     /// 1 EVALSHA.
     func revokeAll(_ context: SessionRequestContext) async throws -> Response {
         let current = try Self.session(context)
-        try await core { try await sessions.revokeAll(for: current.userID) }
+        try await core(context) { try await sessions.revokeAll(for: current.userID) }
         return Response(status: .noContent)
     }
 
     /// 1 PING.
     func ready() async throws -> Response {
-        let ready = (try? await redis.ping()) ?? false
-        guard ready else { throw APIError(.serviceUnavailable, code: "store_unavailable", message: "Redis does not answer") }
+        guard await readiness.isReady() else { throw APIError(.serviceUnavailable, code: "store_unavailable", message: "Redis does not answer") }
         return try Self.json(.ok) { $0.field("status", "ready") }
     }
 
     // MARK: Helpers
 
-    private func core<T>(_ body: () async throws -> T) async throws -> T {
+    private func core<T>(_ context: SessionRequestContext, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as SessionError {
-            if error.code == .storeUnavailable { storeErrors.increment() }
+            if error.code == .storeUnavailable { storeFailed(error, context) }
             throw APIError(error)
         }
+    }
+
+    /// Counts and logs a store failure with its cause (the Redis error); the client sees only `store_unavailable`.
+    private func storeFailed(_ error: SessionError, _ context: SessionRequestContext) {
+        storeErrors.increment()
+        context.logger.error("session store failed", metadata: ["error": "\(error)"])
     }
 
     private static func session(_ context: SessionRequestContext) throws -> Session {

@@ -19,7 +19,7 @@ import TestSupport
                 try await withThrowingTaskGroup(of: Result<RESPValue, RedisError>.self) { group in
                     for _ in 0..<200 {
                         group.addTask {
-                            do { return .success(try await redis.send("PING")) } catch let error as RedisError { return .failure(error) } catch { return .failure(.protocolViolation) }
+                            do { return .success(try await redis.send("PING")) } catch let error as RedisError { return .failure(error) } catch { return .failure(RedisError(.protocolError)) }
                         }
                     }
                     var results: [Result<RESPValue, RedisError>] = []
@@ -34,11 +34,11 @@ import TestSupport
             #expect(elapsed < .seconds(2), "in-flight commands must fail within the timeout, took \(elapsed)")
             let failures = results.compactMap { result -> RedisError? in if case .failure(let e) = result { return e } else { return nil } }
             #expect(failures.count == 200, "every in-flight command fails")
-            #expect(failures.allSatisfy { $0 == .connectionClosed || $0 == .unavailable }, "\(Set(failures.map(\.message)))")
+            #expect(failures.allSatisfy { $0.code == .connectionClosed || $0.code == .unavailable }, "\(Set(failures.map(\.message)))")
 
             // While Redis is down, commands fail fast instead of queueing.
             let downStart = clock.now
-            await #expect(throws: RedisError.unavailable) { try await redis.ping() }
+            #expect(await redisErrorCode { try await redis.ping() } == .unavailable)
             #expect(clock.now - downStart < .milliseconds(100))
 
             try await server.start()
@@ -66,7 +66,7 @@ import TestSupport
             _ = try await redis.send("CLIENT", "PAUSE", "1200", "ALL")
             let clock = ContinuousClock()
             let start = clock.now
-            await #expect(throws: RedisError.timeout) { try await redis.get(key) }
+            #expect(await redisErrorCode { try await redis.get(key) } == .timeout)
             let waited = clock.now - start
             #expect(waited >= .milliseconds(250) && waited < .milliseconds(900), "timed out after \(waited)")
             try await Task.sleep(for: .milliseconds(1200))
@@ -81,7 +81,7 @@ import TestSupport
         let server = try RedisServerProcess()
         let configuration = try RedisConfiguration(url: server.url)
         try await TestRedis.withClient(configuration, waitForConnection: false) { (redis: RedisClient) async throws in
-            await #expect(throws: RedisError.unavailable) { try await redis.ping() }
+            #expect(await redisErrorCode { try await redis.ping() } == .unavailable)
             try await server.start()
             try await redis.waitUntilConnected(timeout: .seconds(3))
             #expect(try await redis.ping())
@@ -100,14 +100,14 @@ import TestSupport
             let results = await withTaskGroup(of: RedisError?.self) { group in
                 for _ in 0..<40 {
                     group.addTask {
-                        do { _ = try await redis.send("PING"); return nil } catch let error as RedisError { return error } catch { return .protocolViolation }
+                        do { _ = try await redis.send("PING"); return nil } catch let error as RedisError { return error } catch { return RedisError(.protocolError) }
                     }
                 }
                 var errors: [RedisError?] = []
                 for await result in group { errors.append(result) }
                 return errors
             }
-            #expect(results.filter { $0 == .overloaded }.count == 32, "\(results)")
+            #expect(results.filter { $0?.code == .overloaded }.count == 32, "\(results)")
             #expect(results.filter { $0 == nil }.count == 8)
             #expect(try await redis.ping())
         }
@@ -119,7 +119,7 @@ import TestSupport
         configuration.connectTimeout = .milliseconds(500)
         try await TestRedis.withClient(configuration, waitForConnection: false) { (redis: RedisClient) async throws in
             try await Task.sleep(for: .milliseconds(200))
-            await #expect(throws: RedisError.unavailable) { try await redis.ping() }
+            #expect(await redisErrorCode { try await redis.ping() } == .unavailable)
         }
     }
 
@@ -131,6 +131,6 @@ import TestSupport
         #expect(try await client.ping())
         runner.cancel()
         _ = try? await runner.value
-        await #expect(throws: RedisError.shutdown) { try await client.ping() }
+        #expect(await redisErrorCode { try await client.ping() } == .shutdown)
     }
 }

@@ -212,7 +212,11 @@ import TestSupport
         let server = try RedisServerProcess()
         try await TestRedis.withClient(try RedisConfiguration(url: server.url), waitForConnection: false) { (redis: RedisClient) async throws in
             let store = RedisSessionStore(redis: redis, configuration: .init())
-            await #expect(throws: SessionError.storeUnavailable) { try await store.authenticate(SessionToken.random()) }
+            let error = await #expect(throws: SessionError.self) { try await store.authenticate(SessionToken.random()) }
+            #expect(error?.code == .storeUnavailable)
+            // The cause stays attached for the logs.
+            #expect((error?.underlying as? RedisError)?.code == .unavailable)
+            #expect(error?.description.contains("RedisError(unavailable)") == true)
         }
     }
 }

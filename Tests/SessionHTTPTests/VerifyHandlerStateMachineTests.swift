@@ -149,7 +149,7 @@ import Testing
         let channel = try Self.channel(store)
         try channel.writeInbound(HTTPRequestPart.head(Self.verify(token: SessionToken.random().text)))
         try channel.writeInbound(HTTPRequestPart.end(nil))
-        store.answer(.failure(.storeUnavailable))
+        store.answer(.failure(.storeUnavailable(nil)))
         let (head, body) = try Self.response(channel)
         #expect(head.status == .serviceUnavailable)
         #expect(String(buffer: body).contains("store_unavailable"))
@@ -219,7 +219,7 @@ final class StubStore: EventLoopSessionAuthenticating {
         }
     }
 
-    func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) { throw .storeUnavailable }
+    func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) { throw .storeUnavailable(nil) }
     func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? { nil }
     func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool { false }
     func revokeAll(for user: UserID) async throws(SessionError) {}

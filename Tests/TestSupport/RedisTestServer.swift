@@ -96,14 +96,14 @@ public final class RedisServerProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let status = posix_spawn(&pid, executable, nil, &attributes, &cArguments, environ)
-        guard status == 0 else { throw RedisError.unreachable("cannot start redis-server: \(status)") }
+        guard status == 0 else { throw RedisError(.unavailable, "cannot start redis-server: \(status)") }
         self.pid = pid
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
             if Self.canConnect(port: port) { return }
             try await Task.sleep(for: .milliseconds(20))
         }
-        throw RedisError.timeout
+        throw RedisError(.timeout)
     }
 
     /// SIGKILL: no goodbye, sockets reset.
@@ -157,7 +157,28 @@ public final class RedisServerProcess: @unchecked Sendable {
         let ok = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
         }
-        guard ok else { throw RedisError.unreachable("cannot find a free port") }
+        guard ok else { throw RedisError(.unavailable, "cannot find a free port") }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// The code of the `RedisError` that `body` throws; nil when it throws nothing or something else.
+/// `#expect(await redisErrorCode { try await redis.ping() } == .unavailable)`
+public func redisErrorCode(_ body: () async throws -> some Any) async -> RedisError.Code? {
+    do {
+        _ = try await body()
+        return nil
+    } catch {
+        return (error as? RedisError)?.code
+    }
+}
+
+/// The same, for synchronous code.
+public func redisErrorCode(_ body: () throws -> some Any) -> RedisError.Code? {
+    do {
+        _ = try body()
+        return nil
+    } catch {
+        return (error as? RedisError)?.code
     }
 }

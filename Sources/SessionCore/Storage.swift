@@ -1,0 +1,47 @@
+package import NIOCore
+
+// The core's storage seams. The HTTP layer sees only these protocols; the Redis stores (`RedisSessionStore`,
+// `RedisUserStore`, `RedisReadinessProbe`) implement them, and a Sentinel/Cluster topology or a near cache changes
+// what is behind them, not the routes.
+
+/// Where sessions live: create on login, authenticate on every request, list and revoke.
+///
+/// The seam for later transports and modes (a JWT mode, a near-cache in front, Sentinel or Cluster behind):
+/// the HTTP layer sees only this protocol.
+public protocol SessionStore: Sendable {
+    /// Starts a session for a user and returns its token (the only copy; the store keeps a hash).
+    func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session)
+    /// The live session of a token, renewing its idle deadline; nil when unknown, expired or revoked.
+    /// The hot path: one store round trip.
+    func authenticate(_ token: SessionToken) async throws(SessionError) -> Session?
+    /// Ends one session of a user; false when it is not a live session of that user.
+    func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool
+    /// Ends every session of a user.
+    func revokeAll(for user: UserID) async throws(SessionError)
+    /// The user's live sessions, oldest first.
+    func sessions(for user: UserID) async throws(SessionError) -> [Session]
+}
+
+/// A store that can also authenticate from event-loop code, without a task: what the verification fast path
+/// (SessionHTTP's `VerifyHandler`) needs to keep a request on one thread. An internal of that one optimisation.
+package protocol EventLoopSessionAuthenticating: SessionStore {
+    /// The same as `authenticate(_:)`; `completion` runs on `eventLoop`.
+    func authenticate(_ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void)
+}
+
+/// Where user accounts live: the username index and the password hash.
+public protocol UserStore: Sendable {
+    /// Registers a user under a username nobody holds yet.
+    /// - Throws: `usernameTaken`, `storeUnavailable`.
+    func create(username: String, passwordHash: String) async throws(SessionError) -> User
+    /// The user registered under a username (compared in its normalized form), with their password hash.
+    func find(username: String) async throws(SessionError) -> (user: User, passwordHash: String)?
+    /// The username of a user ID, or nil when no such user exists.
+    func username(for id: UserID) async throws(SessionError) -> String?
+}
+
+/// Whether the store behind the service answers: `/readyz`.
+public protocol ReadinessProbe: Sendable {
+    /// True when the store answers now.
+    func isReady() async -> Bool
+}
