@@ -37,6 +37,7 @@ public struct TrustedProxies: Sendable, Equatable {
 
     /// Parses `10.0.0.1, 10.1.0.0/16, ::1`.
     /// - Throws: a message naming the entry that is not an IP address or CIDR.
+    /// - Parameter list: comma-separated IPs and CIDRs; empty trusts none.
     public init(parsing list: String) throws(ConfigurationError) {
         var networks: [Network] = []
         for entry in list.split(separator: ",").map({ $0.trimmingSpaces }) where !entry.isEmpty {

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
@@ -13,7 +14,15 @@ struct SessionServer {
     static func main() async {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.contains("--help") || arguments.contains("-h") {
-            print(ServiceConfiguration.help)
+            print(
+                """
+                session-service: Redis-backed token sessions over HTTP
+
+                Each flag also reads the environment variable of the same name in capitals with underscores
+                (--redis-url reads REDIS_URL); a flag wins over the variable.
+
+                """ + HelpCommand.helpMessage(columns: 120)
+            )
             return
         }
         let configuration: ServiceConfiguration
@@ -33,6 +42,7 @@ struct SessionServer {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let logger = Logger(label: "session-service")
+        for warning in configuration.warnings { logger.warning("configuration adjusted", metadata: ["reason": "\(warning)"]) }
 
         let app = SessionService.makeApplication(configuration: configuration, logger: logger) { registry.emitToString() }
         logger.info(
@@ -51,4 +61,10 @@ struct SessionServer {
             exit(1)
         }
     }
+}
+
+/// Only for `--help`: names the command in the usage line.
+struct HelpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "session-service")
+    @OptionGroup var options: ServiceOptions
 }

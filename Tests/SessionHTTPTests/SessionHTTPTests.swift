@@ -5,7 +5,8 @@ import HummingbirdTesting
 import NIOCore
 import Redis
 import SessionCore
-import SessionHTTP
+@testable import SessionHTTP
+import ArgumentParser
 import Testing
 import TestSupport
 
@@ -379,17 +380,45 @@ extension ISO8601DateFormatter {
 
     @Test func environmentAndFlagsAreRead() throws {
         let configuration = try ServiceConfiguration(
-            environment: ["PORT": "9000", "SESSION_IDLE_TIMEOUT": "60", "REGISTRATION": "closed", "UNRELATED": "x"],
+            environment: ["PORT": "9000", "SESSION_IDLE_TIMEOUT": "60", "REGISTRATION": "closed", "UNRELATED": "x", "VERIFY_FAST_PATH": "off"],
             arguments: ["--port", "9100", "--redis-url=redis://:pw@10.0.0.5:6380/2", "--key-prefix", "app:"]
         )
         #expect(configuration.port == 9100)
         #expect(configuration.sessions.idleTimeout == .seconds(60))
         #expect(configuration.registrationOpen == false)
+        #expect(configuration.verifyFastPath == false)
         #expect(configuration.redis.database == 2)
         #expect(configuration.sessions.keyPrefix == "app:")
-        for bad in [["--port", "x"], ["--nope", "1"], ["--session-idle-timeout", "100000", "--session-absolute-timeout", "10"], ["--redis-url", "http://x"]] {
+        let defaults = try ServiceConfiguration(environment: [:], arguments: [])
+        #expect(defaults.port == 8080 && defaults.registrationOpen && defaults.verifyFastPath && defaults.warnings.isEmpty)
+        for bad in [["--port", "x"], ["--nope", "1"], ["--port", "70000"], ["--redis-url", "http://x"], ["--log-level", "loud"]] {
             #expect(throws: ConfigurationError.self) { try ServiceConfiguration(environment: [:], arguments: bad) }
         }
+        let badEnvironment = #expect(throws: ConfigurationError.self) { try ServiceConfiguration(environment: ["PORT": "x"], arguments: []) }
+        #expect(badEnvironment?.description.contains("environment") == true)
+        let secret = #expect(throws: ConfigurationError.self) {
+            try ServiceConfiguration(environment: [:], arguments: ["--redis-url", "redis://:hunter2@host:notaport"])
+        }
+        #expect(secret?.description.contains("hunter2") == false)
+    }
+
+    /// Every option's flag, as derived for the environment, is one ArgumentParser knows: the names are declared once.
+    @Test func everyFlagReadsItsEnvironmentVariable() throws {
+        let help = ServiceOptions.helpMessage()
+        #expect(ServiceOptions.flags.count == 17)
+        for flag in ServiceOptions.flags {
+            #expect(help.contains("--\(flag) "), "\(flag)")
+        }
+        #expect(ServiceOptions.environmentName(ofFlag: "redis-timeout-ms") == "REDIS_TIMEOUT_MS")
+        #expect(ServiceOptions.arguments(fromEnvironment: ["REDIS_URL": "redis://h", "HOME": "/root"]) == ["--redis-url", "redis://h"])
+    }
+
+    /// Only shortening the absolute lifetime must not crash-loop the service: the idle timeout is capped, with a warning.
+    @Test func absoluteTimeoutBelowIdleCapsIdle() throws {
+        let configuration = try ServiceConfiguration(environment: ["SESSION_ABSOLUTE_TIMEOUT": "900"], arguments: [])
+        #expect(configuration.sessions.idleTimeout == .seconds(900))
+        #expect(configuration.sessions.absoluteTimeout == .seconds(900))
+        #expect(configuration.warnings.count == 1)
     }
 }
 

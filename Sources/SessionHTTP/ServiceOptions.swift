@@ -1,0 +1,188 @@
+public import ArgumentParser
+public import Logging
+import Redis
+import SessionCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every setting of the service, declared once: its flag (from the property name, `redisURL` → `--redis-url`), its
+/// default, its validation and its help text. `--help` is generated from these declarations; so is the environment:
+/// each flag also reads the variable of the same name in capitals with underscores (`--redis-url` ↔ `REDIS_URL`), and
+/// a flag wins over the variable (`ServiceOptions.parse(environment:arguments:)`).
+public struct ServiceOptions: ParsableArguments, Sendable {
+    @Option(help: "Address to listen on.")
+    public var host = "127.0.0.1"
+
+    @Option(help: ArgumentHelp("Port to listen on (0: any free port).", valueName: "0-65535"))
+    public var port = 8080
+
+    @Option(help: "redis://[user[:password]@]host[:port][/db] or unix:///path/redis.sock[?db=N]")
+    public var redisURL = "redis://127.0.0.1:6379/0"
+
+    @Option(help: ArgumentHelp("Seconds a session may go unused; every authenticated request renews it.", valueName: "seconds"))
+    public var sessionIdleTimeout = 1800
+
+    @Option(help: ArgumentHelp("Seconds after login a session ends, whatever its use.", valueName: "seconds"))
+    public var sessionAbsoluteTimeout = 86400
+
+    @Option(help: "open, or closed (POST /v1/users answers 403).")
+    public var registration: Registration = .open
+
+    @Option(help: "Failed logins per (username, client address) within the window before 429.")
+    public var loginMaxFailures = 5
+
+    @Option(help: ArgumentHelp("Seconds, counted from the first failure.", valueName: "seconds"))
+    public var loginFailureWindow = 900
+
+    @Option(help: "IPs and CIDRs, comma-separated, whose X-Forwarded-For is believed; empty trusts none.")
+    public var trustedProxies = ""
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    public var logLevel: Logger.Level = .info
+
+    @Option(help: "Prefix of every Redis key (at most 64 bytes).")
+    public var keyPrefix = "ss:"
+
+    @Option(help: ArgumentHelp("Larger request bodies get 413.", valueName: "bytes"))
+    public var maxBodySize = 65536
+
+    @Option(help: "bcrypt cost, 4-16.")
+    public var bcryptCost = 11
+
+    @Option(help: "Threads that hash passwords, never the event loops; the default is half the cores, at least 1.")
+    public var hashThreads = max(1, System.coreCount / 2)
+
+    @Option(help: "Pooled, pipelined Redis connections, spread over the event loops; the default is the cores, at least 2.")
+    public var redisConnections = max(2, System.coreCount)
+
+    @Option(help: ArgumentHelp("Redis connect and per-command timeout.", valueName: "milliseconds"))
+    public var redisTimeoutMs = 1000
+
+    @Option(help: "on: serve GET /v1/verify in the channel pipeline; off: through the router (same answers).")
+    public var verifyFastPath: Switch = .on
+
+    public init() {}
+
+    /// Ranges, checked after parsing (flags and environment alike).
+    public func validate() throws {
+        try Self.check(port, in: 0...65535, "port")
+        try Self.check(sessionIdleTimeout, in: 1...31_536_000, "session-idle-timeout")
+        try Self.check(sessionAbsoluteTimeout, in: 1...315_360_000, "session-absolute-timeout")
+        try Self.check(loginMaxFailures, in: 1...1_000_000, "login-max-failures")
+        try Self.check(loginFailureWindow, in: 1...31_536_000, "login-failure-window")
+        try Self.check(maxBodySize, in: 256...(64 << 20), "max-body-size")
+        try Self.check(bcryptCost, in: 4...16, "bcrypt-cost")
+        try Self.check(hashThreads, in: 1...256, "hash-threads")
+        try Self.check(redisConnections, in: 1...64, "redis-connections")
+        try Self.check(redisTimeoutMs, in: 10...60_000, "redis-timeout-ms")
+        guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix must be at most 64 bytes") }
+        do {
+            _ = try RedisConfiguration(url: redisURL)
+        } catch let error as RedisError {
+            throw ValidationError("--redis-url: \(error.message)")
+        }
+        do {
+            _ = try TrustedProxies(parsing: trustedProxies)
+        } catch {
+            throw ValidationError("--trusted-proxies: \(error.description)")
+        }
+    }
+
+    private static func check(_ value: Int, in range: ClosedRange<Int>, _ flag: String) throws {
+        guard range.contains(value) else {
+            throw ValidationError("--\(flag) must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+    }
+
+    /// `open` or `closed`.
+    public enum Registration: String, ExpressibleByArgument, Sendable {
+        case open, closed
+    }
+
+    /// `on` or `off` (also `true`/`false`, `1`/`0`).
+    public enum Switch: String, ExpressibleByArgument, Sendable {
+        case on, off
+
+        public init?(argument: String) {
+            switch argument.lowercased() {
+            case "on", "true", "1": self = .on
+            case "off", "false", "0": self = .off
+            default: return nil
+            }
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {
+    public init?(argument: String) {
+        self.init(rawValue: argument.lowercased())
+    }
+}
+
+extension ServiceOptions {
+    /// The environment variable each flag reads: the flag's name in capitals, dashes as underscores.
+    static func environmentName(ofFlag flag: String) -> String {
+        String(flag.uppercased().map { $0 == "-" ? "_" : $0 })
+    }
+
+    /// The long flag of every option, as ArgumentParser derives it from the property name (`redisURL` → `redis-url`).
+    static var flags: [String] {
+        Mirror(reflecting: ServiceOptions()).children.compactMap { child in
+            guard let label = child.label, label.hasPrefix("_") else { return nil }
+            return kebabCase(String(label.dropFirst()))
+        }
+    }
+
+    /// `sessionIdleTimeout` → `session-idle-timeout`, `redisURL` → `redis-url`, `redisTimeoutMs` → `redis-timeout-ms`.
+    static func kebabCase(_ name: String) -> String {
+        var result = ""
+        let characters = Array(name)
+        for (index, character) in characters.enumerated() {
+            if character.isUppercase, index > 0 {
+                let previousIsLower = characters[index - 1].isLowercase
+                let nextIsLower = index + 1 < characters.count && characters[index + 1].isLowercase
+                if previousIsLower || (nextIsLower && characters[index - 1].isUppercase) { result.append("-") }
+            }
+            result.append(Character(character.lowercased()))
+        }
+        return result
+    }
+
+    /// The environment's settings as flags, placed before the command line's so that a flag wins (the last value of
+    /// an option is the one ArgumentParser keeps).
+    static func arguments(fromEnvironment environment: [String: String]) -> [String] {
+        flags.flatMap { flag -> [String] in
+            guard let value = environment[environmentName(ofFlag: flag)] else { return [] }
+            return ["--\(flag)", value]
+        }
+    }
+
+    /// Reads the environment, then the flags over it.
+    /// - Throws: `ConfigurationError` naming the setting (and saying so when it came from the environment) and what
+    ///   is wrong, never echoing a password.
+    public static func parse(environment: [String: String], arguments: [String]) throws(ConfigurationError) -> ServiceOptions {
+        let fromEnvironment = Self.arguments(fromEnvironment: environment)
+        do {
+            _ = try Self.parse(fromEnvironment)
+        } catch {
+            throw ConfigurationError("in the environment: \(Self.redacted(Self.message(for: error)))")
+        }
+        do {
+            return try Self.parse(fromEnvironment + arguments)
+        } catch {
+            throw ConfigurationError(Self.redacted(Self.message(for: error)))
+        }
+    }
+
+    /// ArgumentParser echoes a rejected value; a Redis URL may carry a password, so URLs are not echoed.
+    private static func redacted(_ message: String) -> String {
+        message.contains("://") ? "--redis-url is not a valid Redis URL" : message
+    }
+}
+
+/// The machine's cores, for defaults.
+enum System {
+    static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
