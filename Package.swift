@@ -36,7 +36,7 @@ let package = Package(
     targets: [
         // Not `pkgConfig: "hiredis"`: hiredis' .pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM rejects with a
         // warning on every build; the headers are in /usr/include and the modulemap links the library.
-        // scripts/deps installs libhiredis-dev.
+        // scripts/lib/common.sh (ensure_base_packages) installs libhiredis-dev.
         .systemLibrary(name: "CHiredis"),
         .target(name: "CHiredisShims", dependencies: ["CHiredis"]),
         .target(

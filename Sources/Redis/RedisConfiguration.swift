@@ -144,7 +144,9 @@ public struct RedisConfiguration: Sendable, Equatable {
         var iterator = text.utf8.makeIterator()
         while let byte = iterator.next() {
             if byte == UInt8(ascii: "%") {
-                guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+                guard let high = iterator.next().flatMap({ Hex.value($0, acceptsUppercase: true) }),
+                    let low = iterator.next().flatMap({ Hex.value($0, acceptsUppercase: true) })
+                else {
                     throw RedisError(.configuration, "bad percent-encoding in the Redis URL's credentials")
                 }
                 bytes.append(high << 4 | low)
@@ -153,15 +155,6 @@ public struct RedisConfiguration: Sendable, Equatable {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
 

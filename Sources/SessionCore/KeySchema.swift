@@ -44,3 +44,16 @@ public struct KeySchema: Sendable, Equatable {
     /// The failed-login counter of one username from one client address.
     public func loginFailures(_ digestHex: String) -> String { prefix + "f:" + digestHex }
 }
+
+/// Lua shared by the core's scripts, written once.
+enum Lua {
+    /// Defines `redisTime()`: Redis' clock in milliseconds. Every deadline is computed from it, so instances with skewed
+    /// clocks agree.
+    static let redisTime = """
+        local function redisTime()
+            local t = redis.call('TIME')
+            return t[1] * 1000 + math.floor(t[2] / 1000)
+        end
+
+        """
+}

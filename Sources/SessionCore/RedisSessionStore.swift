@@ -125,9 +125,8 @@ extension RedisSessionStore {
     /// KEYS: session, index. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes).
     /// Returns {created, idle deadline}, or nil when the session key already exists.
     static let createScript = RedisScript(
-        """
-        local t = redis.call('TIME')
-        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        Lua.redisTime + """
+        local now = redisTime()
         local idle = tonumber(ARGV[2])
         local absolute = now + tonumber(ARGV[3])
         local ttl = math.min(idle, absolute - now)
@@ -143,11 +142,10 @@ extension RedisSessionStore {
 
     /// KEYS: session. ARGV: idle ms. Returns {value, now} and slides the idle deadline, or nil.
     static let authenticateScript = RedisScript(
-        """
+        Lua.redisTime + """
         local value = redis.call('GET', KEYS[1])
         if not value then return nil end
-        local t = redis.call('TIME')
-        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        local now = redisTime()
         local ttl = math.min(tonumber(ARGV[1]), struct.unpack('>I6', value) - now)
         if ttl <= 0 then
             redis.call('DEL', KEYS[1])
@@ -179,9 +177,8 @@ extension RedisSessionStore {
 
     /// KEYS: index. ARGV: session key prefix. Prunes ended sessions; returns {now, {id, value, deadline, …}}.
     static let listScript = RedisScript(
-        """
-        local t = redis.call('TIME')
-        local now = t[1] * 1000 + math.floor(t[2] / 1000)
+        Lua.redisTime + """
+        local now = redisTime()
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. math.floor(now / 1000))
         local result = {}
         for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do

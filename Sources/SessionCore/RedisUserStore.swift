@@ -68,10 +68,9 @@ public final class RedisUserStore: UserStore {
 
     /// KEYS: username key, user key. ARGV: user ID, username, password hash. 1 when registered, 0 when taken.
     static let registerScript = RedisScript(
-        """
+        Lua.redisTime + """
         if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
-        local t = redis.call('TIME')
-        redis.call('HSET', KEYS[2], 'name', ARGV[2], 'pw', ARGV[3], 'created', t[1] * 1000 + math.floor(t[2] / 1000))
+        redis.call('HSET', KEYS[2], 'name', ARGV[2], 'pw', ARGV[3], 'created', redisTime())
         return 1
         """
     )

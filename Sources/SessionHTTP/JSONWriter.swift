@@ -1,4 +1,5 @@
 import NIOCore
+import Redis
 
 /// Writes the small, flat JSON objects this API answers with, straight into a ByteBuffer.
 ///
@@ -81,8 +82,7 @@ struct JSONWriter {
             case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
             case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                buffer.writeBytes([UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                buffer.writeBytes([UInt8(ascii: "\\"), UInt8(ascii: "u"), 0x30, 0x30, Hex.digits[Int(byte >> 4)], Hex.digits[Int(byte & 0xF)]])
             default: buffer.writeInteger(byte)
             }
         }

@@ -154,9 +154,9 @@ public struct Routes: Sendable {
             object.field("user_id", session.userID.text)
             object.field("username", username)
             object.field("session_id", session.id.hex)
-            object.field("created_at", RFC3339.format(session.createdAt))
-            object.field("expires_at", RFC3339.format(session.expiresAt))
-            object.field("absolute_expires_at", RFC3339.format(session.absoluteExpiresAt))
+            object.field("created_at", UTCTime.rfc3339(session.createdAt))
+            object.field("expires_at", UTCTime.rfc3339(session.expiresAt))
+            object.field("absolute_expires_at", UTCTime.rfc3339(session.absoluteExpiresAt))
         }
     }
 
@@ -170,9 +170,9 @@ public struct Routes: Sendable {
                 all.map { session in
                     { (entry: inout JSONWriter.ObjectWriter) in
                         entry.field("session_id", session.id.hex)
-                        entry.field("created_at", RFC3339.format(session.createdAt))
-                        entry.field("last_seen_at", RFC3339.format(session.lastSeenAt))
-                        entry.field("expires_at", RFC3339.format(session.expiresAt))
+                        entry.field("created_at", UTCTime.rfc3339(session.createdAt))
+                        entry.field("last_seen_at", UTCTime.rfc3339(session.lastSeenAt))
+                        entry.field("expires_at", UTCTime.rfc3339(session.expiresAt))
                         entry.field("current", session.id == current.id)
                     }
                 }

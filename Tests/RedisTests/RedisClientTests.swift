@@ -118,8 +118,10 @@ import TestSupport
         }
     }
 
+    /// SCRIPT FLUSH empties every script of a server: a private one, so no parallel test sees its scripts vanish.
     @Test func scriptsRunByHashAndFallBackToSourceAfterScriptFlush() async throws {
-        try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
+        let server = try await RedisServerProcess.started()
+        try await TestRedis.withClient(try RedisConfiguration(url: server.url)) { (redis: RedisClient) async throws in
             let script = RedisScript("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) * 2, '\(UUID().uuidString)'}")
             let first = try await redis.evaluate(script, keys: ["k"], arguments: ["a", 21])
             #expect(first.array?.prefix(3).map(\.string) == ["k", "a", "42"])
@@ -129,6 +131,7 @@ import TestSupport
             let again = try await redis.evaluate(script, keys: ["k"], arguments: ["b", 1])
             #expect(again.array?.prefix(3).map(\.string) == ["k", "b", "2"])
         }
+        await server.stop()
     }
 
     @Test func transactionRunsAtomicallyAndReportsPerCommandErrors() async throws {
@@ -333,8 +336,10 @@ final class FailureLog: @unchecked Sendable {
         }
     }
 
+    /// A private server: SCRIPT FLUSH (see above).
     @Test func scriptsFallBackToSourceAndErrorRepliesFail() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        let server = try await RedisServerProcess.started()
+        try await TestRedis.withClient(try RedisConfiguration(url: server.url)) { (redis: RedisClient) async throws in
             let loop = MultiThreadedEventLoopGroup.singleton.next()
             let script = RedisScript("return ARGV[1] .. '\(UUID().uuidString)'")
             _ = try await redis.send("SCRIPT", "FLUSH")
@@ -346,6 +351,7 @@ final class FailureLog: @unchecked Sendable {
             guard case .failure(let failure) = error else { Issue.record("an error reply must fail"); return }
             #expect(failure.code == .server)
         }
+        await server.stop()
     }
 
     @Test func withoutAConnectionItFailsAtOnce() async throws {
