@@ -1,9 +1,9 @@
 import Atomics
-import Metrics
 public import Logging
+import Metrics
+import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
-import NIOConcurrencyHelpers
 public import ServiceLifecycle
 
 /// What happened to a pooled connection, for whoever decides what is worth logging (the executable).

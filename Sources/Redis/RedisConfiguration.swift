@@ -105,7 +105,9 @@ public struct RedisConfiguration: Sendable, Equatable {
             }
             host = hostPort[hostPort.index(after: hostPort.startIndex)..<close]
             let after = hostPort[hostPort.index(after: close)...]
-            if after.hasPrefix(":") { portText = after.dropFirst() } else if !after.isEmpty {
+            if after.hasPrefix(":") {
+                portText = after.dropFirst()
+            } else if !after.isEmpty {
                 throw RedisError(.configuration, "unexpected text after the IPv6 host in the Redis URL")
             }
         } else {

@@ -3,7 +3,7 @@ import NIOCore
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One connection to Redis: a SwiftNIO channel with a `RedisChannelHandler`, and many commands in flight on it.
@@ -43,7 +43,8 @@ final class RedisConnection: Sendable {
         do {
             switch configuration.endpoint {
             case .tcp(let host, let port):
-                bootstrap = bootstrap
+                bootstrap =
+                    bootstrap
                     .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .channelOption(.socketOption(.so_keepalive), value: 1)
                     // Notice a dead peer within about 30 s instead of the kernel's two hours.

@@ -1,9 +1,11 @@
 import Atomics
 import Crypto
+import Foundation
 import HummingbirdBcrypt
 import NIOPosix
+
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Slow, salted password hashing (bcrypt) on a dedicated, bounded thread pool.
@@ -83,7 +85,7 @@ public final class PasswordHasher: Sendable {
     /// Best effort: where it fails, hashing runs at normal priority.
     private static func yieldCPUToEventLoops() {
         #if os(Linux)
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
         #endif
     }
 
@@ -92,5 +94,3 @@ public final class PasswordHasher: Sendable {
         return Data(mac).base64EncodedString()
     }
 }
-
-import Foundation

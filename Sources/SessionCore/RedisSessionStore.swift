@@ -126,34 +126,34 @@ extension RedisSessionStore {
     /// Returns {created, idle deadline}, or nil when the session key already exists.
     static let createScript = RedisScript(
         Lua.redisTime + """
-        local now = redisTime()
-        local idle = tonumber(ARGV[2])
-        local absolute = now + tonumber(ARGV[3])
-        local ttl = math.min(idle, absolute - now)
-        local value = struct.pack('>I6I6', absolute, now) .. ARGV[1]
-        if not redis.call('SET', KEYS[1], value, 'PX', ttl, 'NX') then return nil end
-        redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. math.floor(now / 1000))
-        redis.call('ZADD', KEYS[2], math.ceil(absolute / 1000), ARGV[4])
-        local indexDeadline = redis.call('PEXPIRETIME', KEYS[2])
-        if indexDeadline < absolute then redis.call('PEXPIREAT', KEYS[2], absolute) end
-        return {now, now + ttl}
-        """
+            local now = redisTime()
+            local idle = tonumber(ARGV[2])
+            local absolute = now + tonumber(ARGV[3])
+            local ttl = math.min(idle, absolute - now)
+            local value = struct.pack('>I6I6', absolute, now) .. ARGV[1]
+            if not redis.call('SET', KEYS[1], value, 'PX', ttl, 'NX') then return nil end
+            redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. math.floor(now / 1000))
+            redis.call('ZADD', KEYS[2], math.ceil(absolute / 1000), ARGV[4])
+            local indexDeadline = redis.call('PEXPIRETIME', KEYS[2])
+            if indexDeadline < absolute then redis.call('PEXPIREAT', KEYS[2], absolute) end
+            return {now, now + ttl}
+            """
     )
 
     /// KEYS: session. ARGV: idle ms. Returns {value, now} and slides the idle deadline, or nil.
     static let authenticateScript = RedisScript(
         Lua.redisTime + """
-        local value = redis.call('GET', KEYS[1])
-        if not value then return nil end
-        local now = redisTime()
-        local ttl = math.min(tonumber(ARGV[1]), struct.unpack('>I6', value) - now)
-        if ttl <= 0 then
-            redis.call('DEL', KEYS[1])
-            return nil
-        end
-        redis.call('PEXPIRE', KEYS[1], ttl)
-        return {value, now}
-        """
+            local value = redis.call('GET', KEYS[1])
+            if not value then return nil end
+            local now = redisTime()
+            local ttl = math.min(tonumber(ARGV[1]), struct.unpack('>I6', value) - now)
+            if ttl <= 0 then
+                redis.call('DEL', KEYS[1])
+                return nil
+            end
+            redis.call('PEXPIRE', KEYS[1], ttl)
+            return {value, now}
+            """
     )
 
     /// KEYS: index, session. ARGV: session ID. Returns 1 when a live session of that user was ended.
@@ -178,21 +178,21 @@ extension RedisSessionStore {
     /// KEYS: index. ARGV: session key prefix. Prunes ended sessions; returns {now, {id, value, deadline, …}}.
     static let listScript = RedisScript(
         Lua.redisTime + """
-        local now = redisTime()
-        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. math.floor(now / 1000))
-        local result = {}
-        for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-            local key = ARGV[1] .. id
-            local value = redis.call('GET', key)
-            if value then
-                table.insert(result, id)
-                table.insert(result, value)
-                table.insert(result, redis.call('PEXPIRETIME', key))
-            else
-                redis.call('ZREM', KEYS[1], id)
+            local now = redisTime()
+            redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. math.floor(now / 1000))
+            local result = {}
+            for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+                local key = ARGV[1] .. id
+                local value = redis.call('GET', key)
+                if value then
+                    table.insert(result, id)
+                    table.insert(result, value)
+                    table.insert(result, redis.call('PEXPIRETIME', key))
+                else
+                    redis.call('ZREM', KEYS[1], id)
+                end
             end
-        end
-        return {now, result}
-        """
+            return {now, result}
+            """
     )
 }

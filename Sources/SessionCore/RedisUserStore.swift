@@ -1,6 +1,7 @@
 import Foundation
-public import Redis
 import NIOConcurrencyHelpers
+import NIOCore
+public import Redis
 
 /// A registered user.
 public struct User: Sendable, Hashable {
@@ -69,10 +70,10 @@ public final class RedisUserStore: UserStore {
     /// KEYS: username key, user key. ARGV: user ID, username, password hash. 1 when registered, 0 when taken.
     static let registerScript = RedisScript(
         Lua.redisTime + """
-        if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
-        redis.call('HSET', KEYS[2], 'name', ARGV[2], 'pw', ARGV[3], 'created', redisTime())
-        return 1
-        """
+            if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+            redis.call('HSET', KEYS[2], 'name', ARGV[2], 'pw', ARGV[3], 'created', redisTime())
+            return 1
+            """
     )
 
     /// KEYS: username key. ARGV: user key prefix. {id, name, hash} or nil.
@@ -86,8 +87,6 @@ public final class RedisUserStore: UserStore {
         """
     )
 }
-
-import NIOCore
 
 /// Redis answers `PING`: the service's readiness.
 public struct RedisReadinessProbe: ReadinessProbe {

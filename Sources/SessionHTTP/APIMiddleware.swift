@@ -67,7 +67,8 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         case .badRequest:
             return APIError.invalidRequest(error.body ?? "malformed request")
         default:
-            return APIError(error.status, code: error.status.code < 500 ? "invalid_request" : "internal", message: error.body ?? error.status.reasonPhrase)
+            return APIError(
+                error.status, code: error.status.code < 500 ? "invalid_request" : "internal", message: error.body ?? error.status.reasonPhrase)
         }
     }
 

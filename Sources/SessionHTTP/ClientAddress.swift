@@ -1,7 +1,7 @@
 public import NIOCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Which proxies may tell us the client's address (`TRUSTED_PROXIES`: IPs or CIDRs, comma-separated).

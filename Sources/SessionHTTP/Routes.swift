@@ -267,7 +267,8 @@ struct CredentialsBody: Decodable {
             }
         }
         guard contentType.isEmpty || looksLikeJSON || contentType.hasPrefix("application/json") || contentType.contains("+json") else {
-            throw APIError(.unsupportedMediaType, code: "unsupported_media_type", message: "send application/json or application/x-www-form-urlencoded")
+            throw APIError(
+                .unsupportedMediaType, code: "unsupported_media_type", message: "send application/json or application/x-www-form-urlencoded")
         }
         guard buffer.readableBytes > 0 else { throw APIError.invalidRequest("the body must be a JSON object with username and password") }
         do {

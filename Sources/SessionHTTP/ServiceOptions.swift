@@ -4,7 +4,7 @@ import Redis
 import SessionCore
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Every setting of the service, declared once: its flag (from the property name, `redisURL` → `--redis-url`), its

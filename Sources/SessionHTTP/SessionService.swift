@@ -31,7 +31,8 @@ public enum SessionService {
         )
         let router = Router(context: SessionRequestContext.self)
         Routes(
-            accounts: accounts, readiness: RedisReadinessProbe(redis: redis), trustedProxies: configuration.trustedProxies, maxBodySize: configuration.maxBodySize,
+            accounts: accounts, readiness: RedisReadinessProbe(redis: redis), trustedProxies: configuration.trustedProxies,
+            maxBodySize: configuration.maxBodySize,
             metricsText: metricsText
         ).add(to: router)
         let verification = configuration.verifyFastPath ? VerifyHandler.Shared(store: sessions, logger: logger) : nil

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Timestamps as the API writes them, from one UTC calendar conversion and without a DateFormatter: RFC 3339 with

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -8,6 +5,10 @@ import Metrics
 import NIOCore
 import NIOHTTPTypes
 import SessionCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Serves `GET /v1/verify` — the forward-auth hot path, called by a gateway before every request it lets
 /// through — in the channel pipeline, on the connection's event loop, and forwards every other request to the

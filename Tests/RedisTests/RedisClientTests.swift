@@ -2,8 +2,8 @@ import Foundation
 import NIOCore
 import NIOPosix
 import Redis
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct RedisCommandTests {
     let configuration: RedisConfiguration
@@ -145,9 +145,10 @@ import TestSupport
             #expect(replies[0] == .simpleString("OK"))
             #expect(replies[1] == .integer(2))
             if case .error(let message) = replies[2] { #expect(message.hasPrefix("WRONGTYPE")) } else { Issue.record("expected WRONGTYPE") }
-            #expect(await redisErrorCode {
-                try await redis.transaction([RedisCommand("NOSUCHCOMMAND")])
-            } == .server)
+            #expect(
+                await redisErrorCode {
+                    try await redis.transaction([RedisCommand("NOSUCHCOMMAND")])
+                } == .server)
         }
     }
 

@@ -1,8 +1,8 @@
 import Foundation
 import NIOCore
 import Redis
-import Testing
 import TestSupport
+import Testing
 
 @Suite struct RedisFaultTests {
     @Test func killingRedisFailsInFlightCommandsPromptlyAndTheClientRecovers() async throws {
@@ -19,7 +19,9 @@ import TestSupport
                 try await withThrowingTaskGroup(of: Result<RESPValue, RedisError>.self) { group in
                     for _ in 0..<200 {
                         group.addTask {
-                            do { return .success(try await redis.send("PING")) } catch let error as RedisError { return .failure(error) } catch { return .failure(RedisError(.protocolError)) }
+                            do { return .success(try await redis.send("PING")) } catch let error as RedisError { return .failure(error) } catch {
+                                return .failure(RedisError(.protocolError))
+                            }
                         }
                     }
                     var results: [Result<RESPValue, RedisError>] = []
@@ -100,7 +102,9 @@ import TestSupport
             let results = await withTaskGroup(of: RedisError?.self) { group in
                 for _ in 0..<40 {
                     group.addTask {
-                        do { _ = try await redis.send("PING"); return nil } catch let error as RedisError { return error } catch { return RedisError(.protocolError) }
+                        do { _ = try await redis.send("PING"); return nil } catch let error as RedisError { return error } catch {
+                            return RedisError(.protocolError)
+                        }
                     }
                 }
                 var errors: [RedisError?] = []

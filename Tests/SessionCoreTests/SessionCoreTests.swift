@@ -1,8 +1,8 @@
 import Foundation
 import NIOCore
 import Redis
-import Testing
 import TestSupport
+import Testing
 
 @testable import SessionCore
 
@@ -183,7 +183,8 @@ import TestSupport
     @Test func unusedSessionsExpireAfterTheIdleTimeout() async throws {
         try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
             let store = RedisSessionStore(
-                redis: redis, configuration: .init(idleTimeout: .milliseconds(300), absoluteTimeout: .seconds(60), keyPrefix: "t\(UUID().uuidString.prefix(8)):")
+                redis: redis,
+                configuration: .init(idleTimeout: .milliseconds(300), absoluteTimeout: .seconds(60), keyPrefix: "t\(UUID().uuidString.prefix(8)):")
             )
             let (token, _) = try await store.create(for: UserID.random())
             try await Task.sleep(for: .milliseconds(450))

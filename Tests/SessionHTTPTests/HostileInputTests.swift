@@ -4,8 +4,8 @@ import HummingbirdTesting
 import NIOCore
 import SessionCore
 import SessionHTTP
-import Testing
 import TestSupport
+import Testing
 
 /// Every hostile request gets a 4xx JSON error — never a 5xx — and afterwards the service still answers and
 /// nothing in Redis was lost or overwritten (a canary user still logs in; its session still works).
@@ -18,7 +18,10 @@ import TestSupport
         let body: [UInt8]?
         var testDescription: String { name }
 
-        init(_ name: String, _ method: HTTPRequest.Method = .post, _ path: String = "/v1/login", headers: HTTPFields = [.contentType: "application/json"], body: [UInt8]?) {
+        init(
+            _ name: String, _ method: HTTPRequest.Method = .post, _ path: String = "/v1/login",
+            headers: HTTPFields = [.contentType: "application/json"], body: [UInt8]?
+        ) {
             self.name = name
             self.method = method
             self.path = path
@@ -51,10 +54,14 @@ import TestSupport
                 Case("\(path): wrong types", .post, path, json: "{\"username\": 1, \"password\": true}"),
                 Case("\(path): null fields", .post, path, json: "{\"username\": null, \"password\": null}"),
                 Case("\(path): nested 10,000 deep", .post, path, json: "{\"username\": \(deep), \"password\": \"x\"}"),
-                Case("\(path): invalid UTF-8", .post, path, body: Array("{\"username\": \"".utf8) + [0xFF, 0xFE, 0xC3] + Array("\", \"password\": \"correct horse\"}".utf8)),
+                Case(
+                    "\(path): invalid UTF-8", .post, path,
+                    body: Array("{\"username\": \"".utf8) + [0xFF, 0xFE, 0xC3] + Array("\", \"password\": \"correct horse\"}".utf8)),
                 Case("\(path): NUL in username", .post, path, json: "{\"username\": \"\(canary)\\u0000x\", \"password\": \"correct horse\"}"),
                 Case("\(path): CR/LF and RESP in username", .post, path, json: "{\"username\": \"\(resp)\", \"password\": \"correct horse\"}"),
-                Case("\(path): 60,000-character username (over the body limit)", .post, path, json: "{\"username\": \"\(String(repeating: "u", count: 60_000))\", \"password\": \"x\"}"),
+                Case(
+                    "\(path): 60,000-character username (over the body limit)", .post, path,
+                    json: "{\"username\": \"\(String(repeating: "u", count: 60_000))\", \"password\": \"x\"}"),
                 Case("\(path): empty body", .post, path, body: []),
                 Case("\(path): unsupported media type", .post, path, headers: [.contentType: "text/xml"], body: Array("<a/>".utf8)),
             ]
@@ -62,11 +69,19 @@ import TestSupport
         cases += [
             Case("/v1/users: NUL in password", .post, "/v1/users", json: "{\"username\": \"nul-pass\", \"password\": \"correct\\u0000horse\"}"),
             Case("/v1/users: RESP in password", .post, "/v1/users", json: "{\"username\": \"resp-pass\", \"password\": \"\(resp)\"}"),
-            Case("/v1/users: 10,000-character password", .post, "/v1/users", json: "{\"username\": \"long-pass\", \"password\": \"\(String(repeating: "p", count: 10_000))\"}"),
-            Case("/v1/users: canary again, other case", .post, "/v1/users", json: "{\"username\": \"CANARY-USER\", \"password\": \"hijacked password\"}"),
-            Case("/v1/users: body over the limit", .post, "/v1/users", body: Array("{\"username\": \"".utf8) + Array(repeating: UInt8(ascii: "a"), count: 70_000) + Array("\"}".utf8)),
+            Case(
+                "/v1/users: 10,000-character password", .post, "/v1/users",
+                json: "{\"username\": \"long-pass\", \"password\": \"\(String(repeating: "p", count: 10_000))\"}"),
+            Case(
+                "/v1/users: canary again, other case", .post, "/v1/users",
+                json: "{\"username\": \"CANARY-USER\", \"password\": \"hijacked password\"}"),
+            Case(
+                "/v1/users: body over the limit", .post, "/v1/users",
+                body: Array("{\"username\": \"".utf8) + Array(repeating: UInt8(ascii: "a"), count: 70_000) + Array("\"}".utf8)),
             Case("/v1/login: RESP in password", .post, "/v1/login", json: "{\"username\": \"\(canary)\", \"password\": \"\(resp)\"}"),
-            Case("/v1/login: form with junk", .post, "/v1/login", headers: [.contentType: "application/x-www-form-urlencoded"], body: Array("username=%ZZ&&=&password".utf8)),
+            Case(
+                "/v1/login: form with junk", .post, "/v1/login", headers: [.contentType: "application/x-www-form-urlencoded"],
+                body: Array("username=%ZZ&&=&password".utf8)),
             Case("oversized Authorization", authorization: ["Bearer " + String(repeating: "a", count: 8_000)]),
             Case("repeated Authorization", authorization: ["Bearer \(token)", "Bearer \(token)"]),
             Case("Basic scheme", authorization: ["Basic Y2FuYXJ5OmNvcnJlY3QgaG9yc2U="]),

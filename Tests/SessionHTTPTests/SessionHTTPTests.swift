@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -5,10 +6,10 @@ import HummingbirdTesting
 import NIOCore
 import Redis
 import SessionCore
-@testable import SessionHTTP
-import ArgumentParser
-import Testing
 import TestSupport
+import Testing
+
+@testable import SessionHTTP
 
 @Suite struct AccountEndpointTests {
     @Test func registerValidatesAndRejectsDuplicatesCaseInsensitively() async throws {
@@ -235,7 +236,8 @@ import TestSupport
             for _ in 0..<2 {
                 _ = try await api.call(.post, "/v1/login", json: ["username": name, "password": "wrong password"], headers: from("198.51.100.7"))
             }
-            let blocked = try await api.call(.post, "/v1/login", json: ["username": name, "password": "correct horse"], headers: from("198.51.100.7"))
+            let blocked = try await api.call(
+                .post, "/v1/login", json: ["username": name, "password": "correct horse"], headers: from("198.51.100.7"))
             #expect(blocked.status == .tooManyRequests)
             // Another client behind the same proxy is not blocked, and a success resets its count.
             _ = try await api.login(name, headers: from("198.51.100.8"))

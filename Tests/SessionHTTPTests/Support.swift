@@ -7,8 +7,8 @@ import NIOCore
 import Redis
 import SessionCore
 import SessionHTTP
-import Testing
 import TestSupport
+import Testing
 
 /// Instances of the real service (real HTTP on loopback, real Redis), sharing one Redis.
 enum Instances {

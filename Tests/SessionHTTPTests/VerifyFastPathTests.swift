@@ -6,8 +6,8 @@ import NIOPosix
 import Redis
 import SessionCore
 import SessionHTTP
-import Testing
 import TestSupport
+import Testing
 
 /// `GET /v1/verify` is served in the channel pipeline (`VerifyHandler`) unless `VERIFY_FAST_PATH=off`; these tests
 /// hold it to the router's answers and to HTTP/1.1's rules, against real Redis over real sockets.
@@ -17,7 +17,9 @@ import TestSupport
     /// prefix: the bytes that come back are the same, but for the `Date` header.
     @Test func bothPathsAnswerTheSameBytes() async throws {
         let fast = try Instances.configuration()
-        let slow = { var slow = fast; slow.verifyFastPath = false; return slow }()
+        let slow = {
+            var slow = fast; slow.verifyFastPath = false; return slow
+        }()
         try await Instances.with(1, fast) { fastClients in
             try await Instances.with(1, slow) { slowClients in
                 let token = try await fastClients[0].newSessionToken()
@@ -35,7 +37,10 @@ import TestSupport
                     ("unknown", get("Authorization: Bearer \(unknown)", "Connection: close")),
                     ("repeated", get(auth, auth, "Connection: close")),
                     ("Connection: Close", get(auth, "Connection: Close")),
-                    ("pipelined", get(auth) + get("Authorization: Bearer \(unknown)") + get() + get(path: "/healthz") + get(auth, "Connection: close")),
+                    (
+                        "pipelined",
+                        get(auth) + get("Authorization: Bearer \(unknown)") + get() + get(path: "/healthz") + get(auth, "Connection: close")
+                    ),
                     ("HEAD", "HEAD /v1/verify HTTP/1.1\r\nHost: t\r\n\(auth)\r\nConnection: close\r\n\r\n"),
                     ("body", "GET /v1/verify HTTP/1.1\r\nHost: t\r\n\(auth)\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"),
                     ("prefix", "POST /v1/verify/app HTTP/1.1\r\nHost: t\r\n\(auth)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
@@ -51,7 +56,9 @@ import TestSupport
         }
         // Redis down: 503 from both.
         let down = try Instances.configuration(redisURL: "redis://127.0.0.1:1/0")
-        let downSlow = { var slow = down; slow.verifyFastPath = false; return slow }()
+        let downSlow = {
+            var slow = down; slow.verifyFastPath = false; return slow
+        }()
         try await Instances.with(1, down, waitForRedis: false) { fastClients in
             try await Instances.with(1, downSlow, waitForRedis: false) { slowClients in
                 let request = "GET /v1/verify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(SessionToken.random().text)\r\nConnection: close\r\n\r\n"

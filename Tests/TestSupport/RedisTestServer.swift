@@ -1,9 +1,9 @@
 import Foundation
-public import Redis
 import NIOCore
+public import Redis
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The shared throwaway Redis that scripts/test starts, and helpers to start private ones.
@@ -78,8 +78,11 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Starts (or restarts) the server on the same port, and waits until it accepts connections.
     public func start() async throws {
         let executable = ProcessInfo.processInfo.environment["TEST_REDIS_SERVER"] ?? "/usr/bin/redis-server"
-        let arguments = [executable, "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
-                         "--logfile", directory.appendingPathComponent("redis.log").path] + extraArguments
+        let arguments =
+            [
+                executable, "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
+                "--logfile", directory.appendingPathComponent("redis.log").path,
+            ] + extraArguments
         // posix_spawn with an empty signal mask: a child inherits its spawning thread's mask, and the
         // cooperative pool's threads block SIGTERM, which left redis-server deaf to `stop()`.
         var cArguments = arguments.map { strdup($0) } + [nil]

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts: install what is missing, find free ports, start and stop throwaway servers.
 # Sourced, not run. Everything started here lives under $STATE_DIR (git-ignored var/).
 
