@@ -106,3 +106,16 @@ SERVICE_ACL_RULES=('~ss:*' resetchannels -@all +ping +evalsha +eval +hget +del +
     +pexpiretime +zadd +zrem +zrange +zscore +zremrangebyscore +hset +hmget +incr +pttl)
 # service_acl_args USER PASSWORD — redis-server arguments that create that user.
 service_acl_args() { printf '%s\n' --user "$1" on ">$2" "${SERVICE_ACL_RULES[@]}"; }
+
+# wrk_warm URL SCRIPT [VAR=value…] — a 2 s warm-up with bench/wrk/SCRIPT ($THREADS threads, $CONNECTIONS connections).
+wrk_warm() {
+    local url="$1" script="$2"; shift 2
+    env "$@" wrk --timeout 30s -t"$THREADS" -c"$CONNECTIONS" -d2s -s "$ROOT/bench/wrk/$script" "$url" >/dev/null 2>&1 || true
+}
+
+# wrk_run URL SCRIPT [VAR=value…] — $DURATION seconds of load; prints "req/s p50 p99 p99.9 requests errors".
+wrk_run() {
+    local url="$1" script="$2"; shift 2
+    env "$@" wrk --timeout 30s -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" -s "$ROOT/bench/wrk/$script" "$url" 2>&1 >/dev/null |
+        awk '/^RESULT/{print $2, $3, $4, $5, $6, $7}'
+}
