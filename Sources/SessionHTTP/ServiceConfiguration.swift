@@ -7,6 +7,8 @@ public import SessionCore
 public struct ServiceConfiguration: Sendable {
     public var host: String
     public var port: Int
+    /// nil: never close an idle connection.
+    public var httpIdleTimeout: Duration?
     public var redis: RedisConfiguration
     public var sessions: SessionConfiguration
     public var registrationOpen: Bool
@@ -26,6 +28,7 @@ public struct ServiceConfiguration: Sendable {
     public init(_ options: ServiceOptions) throws(ConfigurationError) {
         host = options.host
         port = options.port
+        httpIdleTimeout = options.httpIdleTimeout == 0 ? nil : .seconds(options.httpIdleTimeout)
         do {
             redis = try RedisConfiguration(url: options.redisURL)
             trustedProxies = try TrustedProxies(parsing: options.trustedProxies)

@@ -18,6 +18,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp("Port to listen on (0: any free port).", valueName: "0-65535"))
     public var port = 8080
 
+    @Option(help: ArgumentHelp("Closes a keep-alive connection with no request in progress for this long; 0 never.", valueName: "seconds"))
+    public var httpIdleTimeout = 60
+
     @Option(help: "redis://[user[:password]@]host[:port][/db] or unix:///path/redis.sock[?db=N]")
     public var redisURL = "redis://127.0.0.1:6379/0"
 
@@ -68,6 +71,7 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     /// Ranges, checked after parsing (flags and environment alike).
     public func validate() throws {
         try Self.check(port, in: 0...65535, "port")
+        try Self.check(httpIdleTimeout, in: 0...86400, "http-idle-timeout")
         try Self.check(sessionIdleTimeout, in: 1...31_536_000, "session-idle-timeout")
         try Self.check(sessionAbsoluteTimeout, in: 1...315_360_000, "session-absolute-timeout")
         try Self.check(loginMaxFailures, in: 1...1_000_000, "login-max-failures")

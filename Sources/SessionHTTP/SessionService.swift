@@ -38,7 +38,7 @@ public enum SessionService {
         let verification = configuration.verifyFastPath ? VerifyHandler.Shared(store: sessions, logger: logger) : nil
         return Application(
             router: router,
-            server: .sessionHTTP1(verification: verification),
+            server: .sessionHTTP1(idleTimeout: configuration.httpIdleTimeout, verification: verification),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             services: [redis],
             logger: logger

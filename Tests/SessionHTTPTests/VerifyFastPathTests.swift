@@ -112,6 +112,40 @@ import Testing
             #expect(trailing.hasPrefix("HTTP/1.1 200 OK"), "\(trailing)")
         }
     }
+
+    /// The connection state handler sees the fast path's requests: a gateway's keep-alive connection that keeps
+    /// verifying outlives the idle timeout, and the same connection, once quiet, is closed after it.
+    @Test func verifyingConnectionIsNotIdleButAQuietOneIsClosed() async throws {
+        let configuration = try Instances.configuration { $0.httpIdleTimeout = .milliseconds(600) }
+        try await Instances.with(1, configuration) { clients in
+            let token = try await clients[0].newSessionToken()
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: try #require(clients[0].port)) { channel in
+                    channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                }
+            let watchdog = channel.channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.channel.close(promise: nil) }
+            defer { watchdog.cancel() }
+            try await channel.executeThenClose { inbound, outbound in
+                var replies = inbound.makeAsyncIterator()
+                let clock = ContinuousClock()
+                let start = clock.now
+                var answered = 0
+                // 1.5 s of verifications, one every 200 ms: 2.5 idle timeouts, never idle for one.
+                while clock.now - start < .milliseconds(1500) {
+                    try await outbound.write(ByteBuffer(string: "GET /v1/verify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(token)\r\n\r\n"))
+                    let reply = try #require(try await replies.next())
+                    #expect(String(buffer: reply).hasPrefix("HTTP/1.1 200"))
+                    answered += 1
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+                #expect(answered >= 6)
+                // Now quiet: the server closes the connection after the idle timeout.
+                let quiet = clock.now
+                #expect(try await replies.next() == nil)
+                #expect(clock.now - quiet < .seconds(3))
+            }
+        }
+    }
 }
 
 /// A raw HTTP/1.1 exchange: writes the bytes as they are (pipelined requests in one write) and reads until the
