@@ -49,10 +49,14 @@ final class RedisChannelHandler: ChannelInboundHandler {
     /// Called on the event loop each time a command leaves the FIFO (answered, failed or dropped).
     private let onComplete: (Int) -> Void
 
-    init(commandTimeout: TimeAmount, stallTimeout: TimeAmount, onComplete: @escaping (Int) -> Void) {
+    /// Called on the event loop once, when the connection stops taking commands (before the channel is inactive).
+    private let onFailure: () -> Void
+
+    init(commandTimeout: TimeAmount, stallTimeout: TimeAmount, onComplete: @escaping (Int) -> Void, onFailure: @escaping () -> Void = {}) {
         self.commandTimeout = commandTimeout
         self.stallTimeout = stallTimeout
         self.onComplete = onComplete
+        self.onFailure = onFailure
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -126,7 +130,10 @@ final class RedisChannelHandler: ChannelInboundHandler {
     }
 
     private func failAll(_ error: RedisError) {
-        if closedError == nil { closedError = error }
+        if closedError == nil {
+            closedError = error
+            onFailure()
+        }
         timer?.cancel()
         timer = nil
         while let entry = pending.popFirst() {

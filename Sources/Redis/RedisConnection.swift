@@ -12,12 +12,19 @@ final class RedisConnection: Sendable {
     private let handler: NIOLoopBound<RedisChannelHandler>
     private let inFlight: ManagedAtomic<Int>
     private let maxInFlight: Int
+    /// Set by the handler the moment it stops taking commands (a read error, a protocol error, a stall), which is
+    /// before the channel reports inactive: no command is handed to a connection that would fail it at once.
+    private let failed: ManagedAtomic<Bool>
 
-    private init(channel: any Channel, handler: NIOLoopBound<RedisChannelHandler>, inFlight: ManagedAtomic<Int>, maxInFlight: Int) {
+    private init(
+        channel: any Channel, handler: NIOLoopBound<RedisChannelHandler>, inFlight: ManagedAtomic<Int>, maxInFlight: Int,
+        failed: ManagedAtomic<Bool>
+    ) {
         self.channel = channel
         self.handler = handler
         self.inFlight = inFlight
         self.maxInFlight = maxInFlight
+        self.failed = failed
     }
 
     /// Connects, then authenticates and selects the database before anyone else may use the connection.
@@ -26,6 +33,7 @@ final class RedisConnection: Sendable {
         on eventLoop: any EventLoop
     ) async throws -> RedisConnection {
         let inFlight = ManagedAtomic(0)
+        let failed = ManagedAtomic(false)
         let commandTimeout = TimeAmount(configuration.commandTimeout)
         // A connection whose oldest command waits this long is presumed dead (a black-holed peer, say).
         let stallTimeout = max(commandTimeout * 4, .seconds(2))
@@ -33,9 +41,11 @@ final class RedisConnection: Sendable {
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let handler = RedisChannelHandler(commandTimeout: commandTimeout, stallTimeout: stallTimeout) { count in
-                        inFlight.wrappingDecrement(by: count, ordering: .relaxed)
-                    }
+                    let handler = RedisChannelHandler(
+                        commandTimeout: commandTimeout, stallTimeout: stallTimeout,
+                        onComplete: { count in inFlight.wrappingDecrement(by: count, ordering: .relaxed) },
+                        onFailure: { failed.store(true, ordering: .relaxed) }
+                    )
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
@@ -70,7 +80,7 @@ final class RedisConnection: Sendable {
             throw RedisError(.connectionClosed)
         }
         let connection = RedisConnection(
-            channel: channel, handler: handler, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection
+            channel: channel, handler: handler, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection, failed: failed
         )
         do {
             // The handshake: any error reply (WRONGPASS, NOAUTH, a bad database) keeps the connection from service.
@@ -93,8 +103,8 @@ final class RedisConnection: Sendable {
         return connection
     }
 
-    /// Whether the channel is still open.
-    var isActive: Bool { channel.isActive }
+    /// Whether the connection takes commands: its channel is open and its handler has not failed.
+    var isActive: Bool { channel.isActive && !failed.load(ordering: .relaxed) }
 
     /// Reserves room for `count` replies; false when the connection already has its maximum in flight.
     func reserve(_ count: Int = 1) -> Bool {

@@ -23,7 +23,7 @@ public protocol SessionStore: Sendable {
 }
 
 /// A store that can also authenticate from event-loop code, without a task: what the verification fast path
-/// (SessionHTTP's `VerifyHandler`) needs to keep a request on one thread. An internal of that one optimisation.
+/// (SessionHTTP's `EdgeHandler`) needs to keep a request on one thread. An internal of that one optimisation.
 package protocol EventLoopSessionAuthenticating: SessionStore {
     /// The same as `authenticate(_:)`; `completion` runs on `eventLoop`.
     func authenticate(_ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void)

@@ -48,7 +48,7 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
         return try await next(request, context)
     }
 
-    // The two steps of a verification, shared with `VerifyHandler` (the fast path) so both paths answer and count alike.
+    // The two steps of a verification, shared with `EdgeHandler` (the fast path) so both paths answer and count alike.
 
     /// The token in the `Authorization` values, or the 401/400 to answer (counted).
     func token(from authorization: [String]) throws(APIError) -> SessionToken {

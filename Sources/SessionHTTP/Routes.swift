@@ -60,7 +60,7 @@ public struct Routes: Sendable {
         router.post("/v1/login") { request, context in try await self.login(request, context) }
 
         let authenticated = router.group().add(middleware: BearerAuthenticator<SessionRequestContext>(store: sessions))
-        // Runs only with VERIFY_FAST_PATH=off: by default `VerifyHandler` answers a plain GET /v1/verify in the channel
+        // Runs only with VERIFY_FAST_PATH=off: by default `EdgeHandler` answers a plain GET /v1/verify in the channel
         // pipeline before it reaches the router (set a breakpoint there); HEAD and /v1/verify/** always come here.
         authenticated.get("/v1/verify") { _, context in try self.verify(context) }
         // Envoy ext_authz (http_service) appends the original path and keeps the original method.
@@ -82,7 +82,7 @@ public struct Routes: Sendable {
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
     }
 
-    /// The 200 answer of a verification, on either path (router or `VerifyHandler`): the user and session in
+    /// The 200 answer of a verification, on either path (router or `EdgeHandler`): the user and session in
     /// the body and in `X-User-Id`/`X-Session-Id` for a gateway to forward.
     static func verified(_ session: Session) -> (headers: HTTPFields, body: ByteBuffer) {
         let userID = session.userID.text

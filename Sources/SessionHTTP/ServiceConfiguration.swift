@@ -9,6 +9,9 @@ public struct ServiceConfiguration: Sendable {
     public var port: Int
     /// nil: never close an idle connection.
     public var httpIdleTimeout: Duration?
+    public var httpHeaderTimeout: Duration
+    public var httpBodyTimeout: Duration
+    public var maxConnections: Int
     public var redis: RedisConfiguration
     public var sessions: SessionConfiguration
     public var registrationOpen: Bool
@@ -29,6 +32,9 @@ public struct ServiceConfiguration: Sendable {
         host = options.host
         port = options.port
         httpIdleTimeout = options.httpIdleTimeout == 0 ? nil : .seconds(options.httpIdleTimeout)
+        httpHeaderTimeout = .seconds(options.httpHeaderTimeout)
+        httpBodyTimeout = .seconds(options.httpBodyTimeout)
+        maxConnections = options.maxConnections
         do {
             redis = try RedisConfiguration(url: options.redisURL)
             trustedProxies = try TrustedProxies(parsing: options.trustedProxies)

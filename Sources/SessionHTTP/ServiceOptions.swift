@@ -21,6 +21,15 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp("Closes a keep-alive connection with no request in progress for this long; 0 never.", valueName: "seconds"))
     public var httpIdleTimeout = 60
 
+    @Option(help: ArgumentHelp("A request's head must be complete within this long of its first byte.", valueName: "seconds"))
+    public var httpHeaderTimeout = 10
+
+    @Option(help: ArgumentHelp("A request's body may not stall for longer than this.", valueName: "seconds"))
+    public var httpBodyTimeout = 10
+
+    @Option(help: "Connections open at once; beyond it a new one gets 503 and is closed. The default is 80% of the open-file limit.")
+    public var maxConnections = max(16, System.openFileLimit * 8 / 10)
+
     @Option(help: "redis://[user[:password]@]host[:port][/db] or unix:///path/redis.sock[?db=N]")
     public var redisURL = "redis://127.0.0.1:6379/0"
 
@@ -72,6 +81,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     public func validate() throws {
         try Self.check(port, in: 0...65535, "port")
         try Self.check(httpIdleTimeout, in: 0...86400, "http-idle-timeout")
+        try Self.check(httpHeaderTimeout, in: 1...3600, "http-header-timeout")
+        try Self.check(httpBodyTimeout, in: 1...3600, "http-body-timeout")
+        try Self.check(maxConnections, in: 1...10_000_000, "max-connections")
         try Self.check(sessionIdleTimeout, in: 1...31_536_000, "session-idle-timeout")
         try Self.check(sessionAbsoluteTimeout, in: 1...315_360_000, "session-absolute-timeout")
         try Self.check(loginMaxFailures, in: 1...1_000_000, "login-max-failures")
@@ -186,7 +198,26 @@ extension ServiceOptions {
     }
 }
 
-/// The machine's cores, for defaults.
-enum System {
+/// The machine's cores and the process' descriptor limit, for defaults.
+public enum System {
     static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
+    /// The soft limit on open files (`RLIMIT_NOFILE`).
+    static var openFileLimit: Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        return Int(clamping: limit.rlim_cur)
+    }
+
+    /// Raises the soft open-file limit to the hard one (start-up: every connection is a descriptor).
+    /// - Returns: the soft limit now.
+    @discardableResult
+    public static func raiseOpenFileLimit() -> Int {
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        return openFileLimit
+    }
 }

@@ -1,6 +1,7 @@
 public import Hummingbird
 public import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import Redis
 import SessionCore
 
@@ -35,10 +36,17 @@ public enum SessionService {
             maxBodySize: configuration.maxBodySize,
             metricsText: metricsText
         ).add(to: router)
-        let verification = configuration.verifyFastPath ? VerifyHandler.Shared(store: sessions, logger: logger) : nil
+        let verification = configuration.verifyFastPath ? EdgeHandler.Shared(store: sessions, logger: logger) : nil
         return Application(
             router: router,
-            server: .sessionHTTP1(idleTimeout: configuration.httpIdleTimeout, verification: verification),
+            server: .sessionHTTP1(
+                limits: .init(
+                    idleTimeout: configuration.httpIdleTimeout, headerTimeout: TimeAmount(configuration.httpHeaderTimeout),
+                    bodyTimeout: TimeAmount(configuration.httpBodyTimeout), maxBodySize: configuration.maxBodySize,
+                    maxConnections: configuration.maxConnections
+                ),
+                verification: verification, connections: ConnectionCount()
+            ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             services: [redis],
             logger: logger

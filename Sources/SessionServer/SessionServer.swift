@@ -12,6 +12,8 @@ import SessionHTTP
 @main
 struct SessionServer {
     static func main() async {
+        // Every connection is a descriptor: take what the hard limit allows before MAX_CONNECTIONS' default is read.
+        System.raiseOpenFileLimit()
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.contains("--help") || arguments.contains("-h") {
             print(

@@ -9,7 +9,7 @@ import SessionHTTP
 import TestSupport
 import Testing
 
-/// `GET /v1/verify` is served in the channel pipeline (`VerifyHandler`) unless `VERIFY_FAST_PATH=off`; these tests
+/// `GET /v1/verify` is served in the channel pipeline (`EdgeHandler`) unless `VERIFY_FAST_PATH=off`; these tests
 /// hold it to the router's answers and to HTTP/1.1's rules, against real Redis over real sockets.
 @Suite struct VerifyFastPathTests {
     /// The same raw requests — every status, `Connection: close` in two spellings, pipelining, HEAD, bodies, the

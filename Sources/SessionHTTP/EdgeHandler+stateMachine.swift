@@ -1,5 +1,5 @@
-extension VerifyHandler {
-    /// What `VerifyHandler` is doing with the request in front of it.
+extension EdgeHandler {
+    /// What `EdgeHandler` is doing with the request in front of it.
     ///
     /// NIO's pipelining assistance delivers one request at a time — its head, body parts and end — and the next
     /// head only after the response's end was written, so the machine needs no queue: a request is either
@@ -10,7 +10,8 @@ extension VerifyHandler {
             case idle
             /// A request the router serves: its parts go on until its end.
             case forwarding
-            /// A verification waiting for the store; `requestEnded` once its end was read (and swallowed).
+            /// A request answered here, its answer not written yet (a verification waiting for the store);
+            /// `requestEnded` once its end was read (and swallowed).
             case verifying(requestEnded: Bool, close: Bool)
             /// Answered before its end arrived: the rest of the request is swallowed.
             case draining
@@ -21,8 +22,8 @@ extension VerifyHandler {
         enum ReadAction: Equatable {
             /// Pass the part on to the router.
             case forward
-            /// Start verifying (the part was a matching head).
-            case verify
+            /// Answer here (the part was a head this handler answers: a verification or a refusal).
+            case answerHere
             /// Drop the part: it belongs to a request answered here.
             case swallow
         }
@@ -36,14 +37,14 @@ extension VerifyHandler {
 
         private(set) var state = State.idle
 
-        /// A part arrived. `isVerification` (heads only): the request is one this handler answers; `close`: it
-        /// asked to close the connection after the answer.
-        mutating func read(_ part: Part, isVerification: Bool = false, close: Bool = false) -> ReadAction {
+        /// A part arrived. `answersHere` (heads only): the request is one this handler answers; `close`: the
+        /// connection closes after the answer.
+        mutating func read(_ part: Part, answersHere: Bool = false, close: Bool = false) -> ReadAction {
             switch (state, part) {
             case (.idle, .head):
-                if isVerification {
+                if answersHere {
                     state = .verifying(requestEnded: false, close: close)
-                    return .verify
+                    return .answerHere
                 }
                 state = .forwarding
                 return .forward
@@ -68,7 +69,7 @@ extension VerifyHandler {
             }
         }
 
-        /// The store answered the verification in progress.
+        /// The answer of the request in progress is ready.
         mutating func answered() -> AnswerAction {
             guard case .verifying(let requestEnded, let close) = state else { return .drop }
             if close {
@@ -83,6 +84,10 @@ extension VerifyHandler {
         mutating func channelClosed() {
             state = .closed
         }
+
+        /// Whether no request is in progress: a parse error now concerns no request the router has, so it is answered
+        /// here.
+        var isIdle: Bool { state == .idle }
 
         /// The kind of a request part, without its payload.
         enum Part {

@@ -10,10 +10,10 @@ import Testing
 
 @testable import SessionHTTP
 
-/// `VerifyHandler` and its state machine, byte for byte on an `EmbeddedChannel`: no server, no Redis. The store is
+/// `EdgeHandler` and its state machine, byte for byte on an `EmbeddedChannel`: no server, no Redis. The store is
 /// a stand-in that answers when the test says so; the real store is exercised by `VerifyFastPathTests`.
-@Suite struct VerifyHandlerStateMachineTests {
-    typealias Machine = VerifyHandler.StateMachine
+@Suite struct EdgeHandlerStateMachineTests {
+    typealias Machine = EdgeHandler.StateMachine
 
     @Test func forwardedRequestPassesWholeAndReturnsToIdle() {
         var machine = Machine()
@@ -27,7 +27,7 @@ import Testing
 
     @Test func verificationSwallowsItsPartsAndAnswersOnce() {
         var machine = Machine()
-        #expect(machine.read(.head, isVerification: true) == .verify)
+        #expect(machine.read(.head, answersHere: true) == .answerHere)
         #expect(machine.read(.end) == .swallow)
         #expect(machine.state == .verifying(requestEnded: true, close: false))
         #expect(machine.answered() == .write(close: false))
@@ -37,7 +37,7 @@ import Testing
 
     @Test func answerBeforeTheEndDrainsTheRest() {
         var machine = Machine()
-        #expect(machine.read(.head, isVerification: true) == .verify)
+        #expect(machine.read(.head, answersHere: true) == .answerHere)
         #expect(machine.answered() == .write(close: false))
         #expect(machine.state == .draining)
         #expect(machine.read(.body) == .swallow)
@@ -47,7 +47,7 @@ import Testing
 
     @Test func closeRequestEndsReading() {
         var machine = Machine()
-        #expect(machine.read(.head, isVerification: true, close: true) == .verify)
+        #expect(machine.read(.head, answersHere: true, close: true) == .answerHere)
         #expect(machine.read(.end) == .swallow)
         #expect(machine.answered() == .write(close: true))
         #expect(machine.read(.head) == .swallow)
@@ -55,7 +55,7 @@ import Testing
 
     @Test func answerAfterTheChannelClosedIsDropped() {
         var machine = Machine()
-        #expect(machine.read(.head, isVerification: true) == .verify)
+        #expect(machine.read(.head, answersHere: true) == .answerHere)
         machine.channelClosed()
         #expect(machine.answered() == .drop)
     }
@@ -84,7 +84,6 @@ import Testing
     @Test func everyOtherRequestIsForwardedUntouched() throws {
         let channel = try Self.channel(StubStore())
         let requests: [HTTPRequest] = [
-            HTTPRequest(method: .head, scheme: nil, authority: "t", path: "/v1/verify"),
             HTTPRequest(method: .get, scheme: nil, authority: "t", path: "/v1/verify/app"),
             HTTPRequest(method: .get, scheme: nil, authority: "t", path: "/v1/verifyx"),
             HTTPRequest(method: .get, scheme: nil, authority: "t", path: "/v1/verify", headerFields: [.contentLength: "3"]),
@@ -97,6 +96,46 @@ import Testing
             #expect(try channel.readInbound(as: HTTPRequestPart.self) == .end(nil))
         }
         #expect(try channel.readOutbound(as: HTTPResponsePart.self) == nil)
+    }
+
+    @Test func headIsForwardedAsGetAndHeadVerifiesOnTheFastPath() throws {
+        let store = StubStore()
+        let channel = try Self.channel(store)
+        try channel.writeInbound(HTTPRequestPart.head(HTTPRequest(method: .head, scheme: nil, authority: "t", path: "/healthz")))
+        guard case .head(let forwarded) = try channel.readInbound(as: HTTPRequestPart.self) else {
+            Issue.record("no head forwarded")
+            return
+        }
+        #expect(forwarded.method == .get)
+        try channel.writeInbound(HTTPRequestPart.end(nil))
+        _ = try channel.readInbound(as: HTTPRequestPart.self)
+        var verify = Self.verify(token: SessionToken.random().text)
+        verify.method = .head
+        try channel.writeInbound(HTTPRequestPart.head(verify))
+        #expect(try channel.readInbound(as: HTTPRequestPart.self) == nil)
+        #expect(store.tokens.count == 1)
+    }
+
+    @Test func refusalsAreAnsweredHereAndNeverReachTheRouter() throws {
+        let channel = try Self.channel(nil)
+        let refused: [(HTTPRequest, HTTPResponse.Status)] = [
+            (HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/healthz"), .badRequest),
+            (HTTPRequest(method: .get, scheme: nil, authority: "t", path: "//healthz"), .notFound),
+            (HTTPRequest(method: .delete, scheme: nil, authority: "t", path: "/v1/sessions/"), .notFound),
+            (HTTPRequest(method: .get, scheme: nil, authority: "t", path: "/v1/verify/%2e%2E/admin"), .notFound),
+            (HTTPRequest(method: .post, scheme: nil, authority: "t", path: "/v1/login", headerFields: [.contentLength: "70000"]), .contentTooLarge),
+            (HTTPRequest(method: .post, scheme: nil, authority: "t", path: "/v1/login", headerFields: [.contentLength: "7000000"]), .contentTooLarge),
+        ]
+        for (request, status) in refused {
+            try channel.writeInbound(HTTPRequestPart.head(request))
+            try channel.writeInbound(HTTPRequestPart.end(nil))
+            #expect(try channel.readInbound(as: HTTPRequestPart.self) == nil, "\(request)")
+            let (head, body) = try Self.response(channel)
+            #expect(head.status == status, "\(request)")
+            #expect(head.headerFields[.contentLength] == String(body.readableBytes))
+            #expect(String(buffer: body).hasPrefix(#"{"error":"#))
+            if request.headerFields[.contentLength] == "7000000" { #expect(head.headerFields[.connection] == "close") }
+        }
     }
 
     @Test func connectionCloseOfAnyCaseIsSpelledForTheRouter() throws {
@@ -169,8 +208,8 @@ import Testing
     static func channel(_ store: StubStore?) throws -> EmbeddedChannel {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
-        let shared = store.map { VerifyHandler.Shared(store: $0, logger: logger) }
-        return EmbeddedChannel(handler: VerifyHandler(shared: shared))
+        let shared = store.map { EdgeHandler.Shared(store: $0, logger: logger) }
+        return EmbeddedChannel(handler: EdgeHandler(shared: shared, maxBodySize: 65536))
     }
 
     static func verify(token: String) -> HTTPRequest {

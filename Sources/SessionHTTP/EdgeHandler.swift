@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NIOCore
+import NIOHTTP1
 import NIOHTTPTypes
 import SessionCore
 
@@ -10,23 +11,30 @@ import SessionCore
     import Glibc
 #endif
 
-/// Serves `GET /v1/verify` — the forward-auth hot path, called by a gateway before every request it lets
-/// through — in the channel pipeline, on the connection's event loop, and forwards every other request to the
-/// Hummingbird router. This is where a gateway's token is checked; `BearerAuthenticator` is where the router's is.
+/// The last channel handler before the Hummingbird router: it refuses what must not be routed, serves `GET /v1/verify`
+/// itself, and forwards every other request to the router.
 ///
-/// Why: through the router a request is handed from the event loop to a task and back, and its Redis command
-/// from the task to the event loop and back — four thread hops around ~15 µs of real work. Here the request, its
-/// `EVALSHA` (on the Redis connection of the same loop, see `EventLoopSessionAuthenticating`) and the response
-/// stay on one thread with no task at all.
+/// **Refusals** (`RequestRules`): CONNECT, a missing or repeated `Host`, a declared `Content-Length` over
+/// `MAX_BODY_SIZE` (413 before the body arrives), non-canonical paths (404, never an alias of a route), and bytes that
+/// do not parse as HTTP (400 with a JSON body, then close). Refusing here means both paths refuse alike.
 ///
-/// It sits last in `SessionHTTPChannel`'s pipeline, behind NIO's pipelining assistance and Hummingbird's
-/// connection state handler, so it sees one request at a time and every request it answers counts for idle
-/// timeouts and graceful shutdown. The answers are the router's, byte for byte (same status, headers, JSON and
-/// metrics, built by the same code); other methods, `/v1/verify/**`, HEAD and requests with a body go to the router.
+/// **The verification fast path**: `GET /v1/verify` — the forward-auth hot path, called by a gateway before every
+/// request it lets through — is answered on the connection's event loop. This is where a gateway's token is checked;
+/// `BearerAuthenticator` is where the router's is. Why: through the router a request is handed from the event loop to a
+/// task and back, and its Redis command from the task to the event loop and back — four thread hops around ~15 µs of
+/// real work. Here the request, its `EVALSHA` (on the Redis connection of the same loop, see
+/// `EventLoopSessionAuthenticating`) and the response stay on one thread with no task at all. The answers are the
+/// router's, byte for byte (same status, headers, JSON and metrics, built by the same code); other methods,
+/// `/v1/verify/**` and requests with a body go to the router.
 ///
-/// It also spells a `Connection: close` of any case as `close` for the router, whose loop compares it exactly,
-/// so both paths close alike.
-final class VerifyHandler: ChannelDuplexHandler, RemovableChannelHandler {
+/// **HEAD** is forwarded (or verified) as GET: NIO's encoder, told of the HEAD by its decoder, omits the body, so
+/// every GET route answers HEAD with the same status and headers.
+///
+/// It sits last in `SessionHTTPChannel`'s pipeline, behind NIO's pipelining assistance and Hummingbird's connection
+/// state handler, so it sees one request at a time and every request it answers counts for idle timeouts and graceful
+/// shutdown. It also spells a `Connection: close` of any case as `close` for the router, whose loop compares it
+/// exactly, so both paths close alike.
+final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
@@ -69,12 +77,16 @@ final class VerifyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private let shared: Shared?
+    private let maxBodySize: Int
     private var state = StateMachine()
     private var date = HTTPDate()
 
-    /// - Parameter shared: nil forwards every request (the fast path is off) and only spells `Connection: close`.
-    init(shared: Shared?) {
+    /// - Parameters:
+    ///   - shared: nil sends verifications to the router (the fast path is off).
+    ///   - maxBodySize: a declared `Content-Length` above it is refused with 413.
+    init(shared: Shared?, maxBodySize: Int = 64 * 1024) {
         self.shared = shared
+        self.maxBodySize = maxBodySize
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -84,21 +96,57 @@ final class VerifyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let close = Self.asksToClose(request.headerFields)
+        if let refusal = RequestRules.refusal(for: request, maxBodySize: maxBodySize) {
+            if state.read(.head, answersHere: true, close: close || refusal.closes) == .answerHere {
+                refuse(refusal.error, closingNow: refusal.closes, context: context)
+            }
+            return
+        }
+        var rewritten = false
+        if request.method == .head {
+            request.method = .get
+            rewritten = true
+        }
+        if close, request.headerFields[.connection] != "close" {
+            request.headerFields[.connection] = "close"
+            rewritten = true
+        }
         let isVerification = shared != nil && Self.isFastVerification(request)
-        switch state.read(.head, isVerification: isVerification, close: close) {
-        case .verify:
+        switch state.read(.head, answersHere: isVerification, close: close) {
+        case .answerHere:
             verify(request, close: close, context: context)
         case .forward:
-            if close, request.headerFields[.connection] != "close" {
-                request.headerFields[.connection] = "close"
-                context.fireChannelRead(wrapInboundOut(.head(request)))
-            } else {
-                context.fireChannelRead(data)
-            }
+            context.fireChannelRead(rewritten ? wrapInboundOut(.head(request)) : data)
         case .swallow:
             break
         }
     }
+
+    /// A parse error between requests concerns no request the router holds: answered here with a JSON 400, then the
+    /// connection closes (the bytes after it cannot be framed). During a request's body it goes to the router, whose
+    /// body read fails with 400.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is HTTPParserError, state.isIdle else {
+            context.fireErrorCaught(error)
+            return
+        }
+        _ = state.read(.head, answersHere: true, close: true)
+        refuse(.invalidRequest("the request is not valid HTTP/1.1"), closingNow: true, context: context)
+    }
+
+    /// Writes a refusal. `closingNow`: the output closes after it and what the client still sends is read and dropped
+    /// for `lingering` (closing with unread bytes would reset the connection and lose the answer), then it closes.
+    private func refuse(_ error: APIError, closingNow: Bool, context: ChannelHandlerContext) {
+        guard case .write(let close) = state.answered() else { return }
+        write(error.status, error.responseHeaders, error.body, closing: close, context: context)
+        if closingNow {
+            let channel = context.channel
+            context.eventLoop.scheduleTask(in: Self.lingering) { channel.close(promise: nil) }
+        }
+    }
+
+    /// How long a refused connection's remaining input is drained before it is closed.
+    static let lingering = TimeAmount.seconds(2)
 
     func channelInactive(context: ChannelHandlerContext) {
         state.channelClosed()
@@ -159,15 +207,7 @@ final class VerifyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let shared else { return }
         defer { shared.activeRequests.decrement() }
         guard case .write(let close) = state.answered() else { return }
-        var headers = headers
-        headers[.contentLength] = String(body.readableBytes)
-        APIMiddleware<SessionRequestContext>.addStandardHeaders(to: &headers, closing: close)
-        headers[.date] = date.now()
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        // As the router's loop does after a `Connection: close` request: close the output, read on until the peer closes.
-        if close { context.close(mode: .output, promise: nil) }
+        write(status, headers, body, closing: close, context: context)
         if let metrics = shared.metrics[status.code] {
             metrics.requests.increment()
             metrics.duration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
@@ -179,10 +219,23 @@ final class VerifyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         APIMiddleware<SessionRequestContext>.logRequest(logger, method: .get, path: "/v1/verify", status: status, start: start)
     }
+
+    /// Writes a whole response with the API's standard headers; `closing` closes the output after it, as the router's
+    /// loop does after a `Connection: close` request (the peer's close then ends the connection).
+    private func write(_ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, closing: Bool, context: ChannelHandlerContext) {
+        var headers = headers
+        headers[.contentLength] = String(body.readableBytes)
+        APIMiddleware<SessionRequestContext>.addStandardHeaders(to: &headers, closing: closing)
+        headers[.date] = date.now()
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        if closing { context.close(mode: .output, promise: nil) }
+    }
 }
 
 extension HTTPRequestPart {
-    fileprivate var kind: VerifyHandler.StateMachine.Part {
+    fileprivate var kind: EdgeHandler.StateMachine.Part {
         switch self {
         case .head: .head
         case .body: .body
