@@ -43,6 +43,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
     private let commandTimeout: TimeAmount
     private let stallTimeout: TimeAmount
     private var timer: Scheduled<Void>?
+    private var timerDeadline = NIODeadline.distantFuture
     private var flushScheduled = false
     private var closedError: RedisError?
     private var context: ChannelHandlerContext?
@@ -85,7 +86,9 @@ final class RedisChannelHandler: ChannelInboundHandler {
             for _ in 1..<replyCount { pending.append(Pending(reply: nil, deadline: deadline, batch: batch)) }
             pending.append(Pending(reply: reply, deadline: deadline, batch: batch))
         }
-        if timer == nil { scheduleTimer(context: context, at: deadline) }
+        // The timer may be set for a later moment (the stall check of an older, already expired command): a new
+        // command's deadline must not wait for it, or a stall answers its second command only at the stall timeout.
+        if timer == nil || timerDeadline > deadline { scheduleTimer(context: context, at: deadline) }
         context.write(wrapOutboundOut(bytes), promise: nil)
         guard !flushScheduled else { return }
         flushScheduled = true
@@ -143,6 +146,8 @@ final class RedisChannelHandler: ChannelInboundHandler {
     }
 
     private func scheduleTimer(context: ChannelHandlerContext, at deadline: NIODeadline) {
+        timer?.cancel()
+        timerDeadline = deadline
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(deadline: deadline) {
             let (handler, context) = loopBound.value

@@ -91,6 +91,35 @@ import Testing
         await server.stop()
     }
 
+    /// During a stall every command gets its answer within its own timeout: 50 clients in 10 bursts 350 ms apart (so
+    /// each burst finds the earlier ones expired), each fails within the 300 ms timeout plus a margin. A burst once
+    /// waited for the stall check of the first, up to 2 s.
+    @Test func everyCommandOfAStallFailsWithinItsOwnTimeout() async throws {
+        let server = try await RedisServerProcess.started()
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.commandTimeout = .milliseconds(300)
+        configuration.connectionCount = 1
+        try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
+            _ = try await redis.send("CLIENT", "PAUSE", "4000", "ALL")
+            let clock = ContinuousClock()
+            let waits = await withTaskGroup(of: Duration.self) { group in
+                for client in 0..<50 {
+                    group.addTask {
+                        try? await Task.sleep(for: .milliseconds(350 * (client / 5)))
+                        let start = clock.now
+                        _ = try? await redis.send("PING")
+                        return clock.now - start
+                    }
+                }
+                return await group.reduce(into: [Duration]()) { $0.append($1) }
+            }
+            let worst = waits.max() ?? .zero
+            print("stall with 50 clients in bursts: worst wait \(worst) (timeout 300 ms)")  // the figure RELIABILITY.md records
+            #expect(worst < .milliseconds(300 + 350), "worst wait \(worst) of \(waits.count)")
+        }
+        await server.stop()
+    }
+
     @Test func inFlightCommandsAreBoundedNotQueued() async throws {
         let server = try await RedisServerProcess.started()
         var configuration = try RedisConfiguration(url: server.url)
