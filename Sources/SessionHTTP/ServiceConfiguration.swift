@@ -16,6 +16,8 @@ public struct ServiceConfiguration: Sendable {
     public var sessions: SessionConfiguration
     public var registrationOpen: Bool
     public var loginMaxFailures: Int
+    public var loginMaxFailuresPerUser: Int
+    public var loginMaxFailuresPerAddress: Int
     public var loginFailureWindow: Duration
     public var trustedProxies: TrustedProxies
     public var logLevel: Logger.Level
@@ -60,6 +62,8 @@ public struct ServiceConfiguration: Sendable {
         }
         registrationOpen = options.registration == .open
         loginMaxFailures = options.loginMaxFailures
+        loginMaxFailuresPerUser = options.loginMaxFailuresPerUser
+        loginMaxFailuresPerAddress = options.loginMaxFailuresPerAddress
         loginFailureWindow = .seconds(options.loginFailureWindow)
         logLevel = options.logLevel
         maxBodySize = options.maxBodySize

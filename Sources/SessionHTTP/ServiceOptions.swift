@@ -45,7 +45,13 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: "Failed logins per (username, client address) within the window before 429.")
     public var loginMaxFailures = 5
 
-    @Option(help: ArgumentHelp("Seconds, counted from the first failure.", valueName: "seconds"))
+    @Option(help: "Failed logins per username from any address within the window before 429 (credential stuffing).")
+    public var loginMaxFailuresPerUser = 20
+
+    @Option(help: "Failed logins per client address for any username within the window before 429 (password spraying).")
+    public var loginMaxFailuresPerAddress = 100
+
+    @Option(help: ArgumentHelp("Seconds, counted from each counter's first failure.", valueName: "seconds"))
     public var loginFailureWindow = 900
 
     @Option(help: "IPs and CIDRs, comma-separated, whose X-Forwarded-For is believed; empty trusts none.")
@@ -87,6 +93,8 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(sessionIdleTimeout, in: 1...31_536_000, "session-idle-timeout")
         try Self.check(sessionAbsoluteTimeout, in: 1...315_360_000, "session-absolute-timeout")
         try Self.check(loginMaxFailures, in: 1...1_000_000, "login-max-failures")
+        try Self.check(loginMaxFailuresPerUser, in: 1...1_000_000, "login-max-failures-per-user")
+        try Self.check(loginMaxFailuresPerAddress, in: 1...1_000_000, "login-max-failures-per-address")
         try Self.check(loginFailureWindow, in: 1...31_536_000, "login-failure-window")
         try Self.check(maxBodySize, in: 256...(64 << 20), "max-body-size")
         try Self.check(bcryptCost, in: 4...16, "bcrypt-cost")

@@ -26,6 +26,7 @@ public enum SessionService {
             hasher: PasswordHasher(cost: configuration.bcryptCost, threads: configuration.hashThreads),
             throttle: LoginThrottle(
                 redis: redis, keyPrefix: configuration.sessions.keyPrefix, maxFailures: configuration.loginMaxFailures,
+                maxFailuresPerUser: configuration.loginMaxFailuresPerUser, maxFailuresPerAddress: configuration.loginMaxFailuresPerAddress,
                 window: configuration.loginFailureWindow
             ),
             registrationOpen: configuration.registrationOpen

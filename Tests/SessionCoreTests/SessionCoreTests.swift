@@ -246,6 +246,40 @@ import Testing
             try await throttle.check(username: "bob", clientAddress: "10.0.0.1")
         }
     }
+
+    /// Credential stuffing: one account from many addresses is refused past the per-user limit, from every address
+    /// (a new one included), and a success from one address does not lift it.
+    @Test func oneAccountFromManyAddressesIsBlockedEverywhere() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let throttle = LoginThrottle(
+                redis: redis, keyPrefix: "t\(UUID().uuidString.prefix(8)):", maxFailures: 3, maxFailuresPerUser: 5, window: .seconds(60)
+            )
+            for address in 1...5 { try await throttle.recordFailure(username: "carol", clientAddress: "10.1.0.\(address)") }
+            for address in ["10.1.0.1", "192.0.2.9"] {
+                let error = await #expect(throws: SessionError.self) { try await throttle.check(username: "Carol", clientAddress: address) }
+                #expect(error?.code == .tooManyAttempts)
+            }
+            try await throttle.reset(username: "carol", clientAddress: "10.1.0.1")
+            await #expect(throws: SessionError.self) { try await throttle.check(username: "carol", clientAddress: "10.1.0.1") }
+            // Other accounts are not affected.
+            try await throttle.check(username: "dave", clientAddress: "10.1.0.1")
+        }
+    }
+
+    /// Password spraying: one address trying many usernames is refused past the per-address limit, for every username
+    /// (one it never tried included), while other addresses log in.
+    @Test func oneAddressTryingManyAccountsIsBlockedForAll() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let throttle = LoginThrottle(
+                redis: redis, keyPrefix: "t\(UUID().uuidString.prefix(8)):", maxFailures: 3, maxFailuresPerAddress: 10, window: .seconds(60)
+            )
+            for user in 1...10 { try await throttle.recordFailure(username: "user\(user)", clientAddress: "203.0.113.5") }
+            let error = await #expect(throws: SessionError.self) { try await throttle.check(username: "never-tried", clientAddress: "203.0.113.5") }
+            #expect(error?.code == .tooManyAttempts)
+            #expect((59...60).contains(error?.retryAfter ?? 0))
+            try await throttle.check(username: "user1", clientAddress: "203.0.113.6")
+        }
+    }
 }
 
 /// Every byte of every key matching a pattern, keys and values, as one array to search.
