@@ -26,7 +26,10 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         let reply = try await run(
             Self.createScript,
             keys: [keys.session(id), keys.sessionIndex(user)],
-            arguments: [user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes]
+            arguments: [
+                user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix,
+                configuration.maxSessionsPerUser,
+            ]
         )
         guard let fields = reply.array, fields.count == 2, let created = fields[0].int, let idleDeadline = fields[1].int else {
             // SET NX failed: a 128-bit collision with a live session. Astronomically unlikely; refuse rather than share.
@@ -73,21 +76,30 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         _ = try await run(Self.revokeAllScript, keys: [keys.sessionIndex(user)], arguments: [keys.sessionKeyPrefix])
     }
 
-    public func sessions(for user: UserID) async throws(SessionError) -> [Session] {
-        let reply = try await run(Self.listScript, keys: [keys.sessionIndex(user)], arguments: [keys.sessionKeyPrefix])
-        guard let fields = reply.array, fields.count == 2, let now = fields[0].int, let entries = fields[1].array else { return [] }
-        var sessions: [Session] = []
-        var index = 0
-        while index + 2 < entries.count {
-            defer { index += 3 }
-            guard let idBytes = entries[index].bytes, idBytes.count == 16, let value = entries[index + 1].bytes,
-                let expiresAt = entries[index + 2].int
-            else { continue }
-            if let session = decode(id: SessionID(bytes: idBytes), value: value, expiresAt: expiresAt, now: now) {
-                sessions.append(session)
-            }
+    public func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage {
+        let reply = try await run(
+            Self.listScript, keys: [keys.sessionIndex(user)],
+            arguments: [
+                keys.sessionKeyPrefix, max(1, limit), cursor.map { String($0.score) } ?? "", cursor?.id.bytes ?? [],
+                configuration.maxSessionsPerUser,
+            ]
+        )
+        guard let fields = reply.array, fields.count == 3, let now = fields[0].int, let entries = fields[1].array else {
+            return SessionPage(sessions: [], next: nil)
         }
-        return sessions.sorted { $0.createdAt < $1.createdAt }
+        var sessions: [Session] = []
+        var last: SessionCursor?
+        var index = 0
+        while index + 3 < entries.count {
+            defer { index += 4 }
+            guard let idBytes = entries[index].bytes, idBytes.count == 16, let value = entries[index + 1].bytes,
+                let expiresAt = entries[index + 2].int, let score = entries[index + 3].string.flatMap({ Int64($0) })
+            else { continue }
+            let id = SessionID(bytes: idBytes)
+            last = SessionCursor(score: score, id: id)
+            if let session = decode(id: id, value: value, expiresAt: expiresAt, now: now) { sessions.append(session) }
+        }
+        return SessionPage(sessions: sessions.sorted { $0.createdAt < $1.createdAt }, next: fields[2].int == 1 ? last : nil)
     }
 
     /// Runs a script, mapping the client's failures to the core's.
@@ -122,8 +134,8 @@ extension Date {
 extension RedisSessionStore {
     // Each script states its keys (KEYS) and arguments (ARGV). `now` is Redis' clock, in milliseconds.
 
-    /// KEYS: session, index. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes).
-    /// Returns {created, idle deadline}, or nil when the session key already exists.
+    /// KEYS: session, index. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes), session key prefix,
+    /// max sessions per user. Returns {created, idle deadline}, or nil when the session key already exists.
     static let createScript = RedisScript(
         Lua.redisTime + """
             local now = redisTime()
@@ -134,6 +146,24 @@ extension RedisSessionStore {
             if not redis.call('SET', KEYS[1], value, 'PX', ttl, 'NX') then return nil end
             redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. math.floor(now / 1000))
             redis.call('ZADD', KEYS[2], math.ceil(absolute / 1000), ARGV[4])
+            local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
+            if extra > 0 then
+                -- Over the cap: end the oldest sessions, never the new one. Index scores are whole seconds, so the
+                -- candidates are every session up to the extra-th lowest score, ordered by their creation time.
+                local bound = redis.call('ZRANGE', KEYS[2], extra - 1, extra - 1, 'WITHSCORES')[2]
+                local aged = {}
+                for _, id in ipairs(redis.call('ZRANGE', KEYS[2], '-inf', bound, 'BYSCORE')) do
+                    if id ~= ARGV[4] then
+                        local old = redis.call('GET', ARGV[5] .. id)
+                        table.insert(aged, {id, old and struct.unpack('>I6', old, 7) or 0})
+                    end
+                end
+                table.sort(aged, function(a, b) return a[2] < b[2] end)
+                for i = 1, math.min(extra, #aged) do
+                    redis.call('ZREM', KEYS[2], aged[i][1])
+                    redis.call('DEL', ARGV[5] .. aged[i][1])
+                end
+            end
             local indexDeadline = redis.call('PEXPIRETIME', KEYS[2])
             if indexDeadline < absolute then redis.call('PEXPIREAT', KEYS[2], absolute) end
             return {now, now + ttl}
@@ -175,24 +205,41 @@ extension RedisSessionStore {
         """
     )
 
-    /// KEYS: index. ARGV: session key prefix. Prunes ended sessions; returns {now, {id, value, deadline, …}}.
+    /// KEYS: index. ARGV: session key prefix, limit, cursor score ('' from the start), cursor ID, max sessions per
+    /// user. Prunes ended sessions; returns {now, {id, value, deadline, score, …}, more (1 or 0)}. Reads at most
+    /// limit + 1 + max entries: the cursor's equal-score predecessors are at most a user's sessions.
     static let listScript = RedisScript(
         Lua.redisTime + """
             local now = redisTime()
             redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. math.floor(now / 1000))
+            local limit = tonumber(ARGV[2])
+            local from = '-inf'
+            if ARGV[3] ~= '' then from = ARGV[3] end
+            local entries = redis.call('ZRANGE', KEYS[1], from, '+inf', 'BYSCORE', 'WITHSCORES', 'LIMIT', 0, limit + 1 + tonumber(ARGV[5]))
             local result = {}
-            for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-                local key = ARGV[1] .. id
-                local value = redis.call('GET', key)
-                if value then
-                    table.insert(result, id)
-                    table.insert(result, value)
-                    table.insert(result, redis.call('PEXPIRETIME', key))
-                else
-                    redis.call('ZREM', KEYS[1], id)
+            local count = 0
+            local more = 0
+            for i = 1, #entries, 2 do
+                local id, score = entries[i], entries[i + 1]
+                if ARGV[3] == '' or tonumber(score) > tonumber(ARGV[3]) or id > ARGV[4] then
+                    if count == limit then
+                        more = 1
+                        break
+                    end
+                    local key = ARGV[1] .. id
+                    local value = redis.call('GET', key)
+                    if value then
+                        table.insert(result, id)
+                        table.insert(result, value)
+                        table.insert(result, redis.call('PEXPIRETIME', key))
+                        table.insert(result, score)
+                        count = count + 1
+                    else
+                        redis.call('ZREM', KEYS[1], id)
+                    end
                 end
             end
-            return {now, result}
+            return {now, result, more}
             """
     )
 }

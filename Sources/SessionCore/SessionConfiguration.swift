@@ -9,11 +9,18 @@ public struct SessionConfiguration: Sendable, Equatable {
     public var idleTimeout: Duration
     public var absoluteTimeout: Duration
     public var keyPrefix: String
+    /// Live sessions one user may hold (`MAX_SESSIONS_PER_USER`); a login beyond it ends the user's oldest session, so
+    /// every per-user script stays bounded.
+    public var maxSessionsPerUser: Int
 
-    public init(idleTimeout: Duration = .seconds(1800), absoluteTimeout: Duration = .seconds(86400), keyPrefix: String = "ss:") {
+    public init(
+        idleTimeout: Duration = .seconds(1800), absoluteTimeout: Duration = .seconds(86400), keyPrefix: String = "ss:",
+        maxSessionsPerUser: Int = 100
+    ) {
         self.idleTimeout = idleTimeout
         self.absoluteTimeout = absoluteTimeout
         self.keyPrefix = keyPrefix
+        self.maxSessionsPerUser = max(1, maxSessionsPerUser)
     }
 
     var idleMilliseconds: Int64 { idleTimeout.milliseconds }

@@ -18,8 +18,8 @@ public protocol SessionStore: Sendable {
     func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool
     /// Ends every session of a user.
     func revokeAll(for user: UserID) async throws(SessionError)
-    /// The user's live sessions, oldest first.
-    func sessions(for user: UserID) async throws(SessionError) -> [Session]
+    /// A page of the user's live sessions, oldest first: at most `limit`, after `cursor` (nil: from the start).
+    func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage
 }
 
 /// A store that can also authenticate from event-loop code, without a task: what the verification fast path
@@ -44,4 +44,39 @@ public protocol UserStore: Sendable {
 public protocol ReadinessProbe: Sendable {
     /// True when the store answers now.
     func isReady() async -> Bool
+}
+
+/// A page of a user's sessions, and where the next one starts.
+public struct SessionPage: Sendable {
+    /// The sessions of this page, oldest first.
+    public let sessions: [Session]
+    /// Where the next page starts; nil on the last page.
+    public let next: SessionCursor?
+
+    public init(sessions: [Session], next: SessionCursor?) {
+        self.sessions = sessions
+        self.next = next
+    }
+}
+
+/// An opaque position in a user's session list: the last listed session's place in the index (its absolute
+/// deadline in seconds and its ID), so sessions ending between two pages shift nothing.
+public struct SessionCursor: Sendable, Hashable {
+    let score: Int64
+    let id: SessionID
+
+    init(score: Int64, id: SessionID) {
+        self.score = score
+        self.id = id
+    }
+
+    /// Parses the text a page gave out; nil when it is not one.
+    public init?(text: String) {
+        let parts = text.split(separator: "-", maxSplits: 1)
+        guard parts.count == 2, let score = Int64(parts[0]), score >= 0, let id = SessionID(hex: parts[1]) else { return nil }
+        self.init(score: score, id: id)
+    }
+
+    /// The text to hand out (`next_cursor`).
+    public var text: String { "\(score)-\(id.hex)" }
 }

@@ -50,6 +50,12 @@ struct JSONWriter {
             buffer.writeString(String(value))
         }
 
+        /// A string, or `null` when nil.
+        mutating func field(_ name: StaticString, _ value: String?) {
+            key(name)
+            if let value { JSONWriter.writeString(value, into: &buffer) } else { buffer.writeStaticString("null") }
+        }
+
         mutating func field(_ name: StaticString, _ value: Bool) {
             key(name)
             buffer.writeStaticString(value ? "true" : "false")

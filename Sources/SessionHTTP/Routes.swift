@@ -69,7 +69,7 @@ public struct Routes: Sendable {
         }
         authenticated.get("/v1/session") { _, context in try await self.currentSession(context) }
         authenticated.post("/v1/logout") { _, context in try await self.logout(context) }
-        authenticated.get("/v1/sessions") { _, context in try await self.list(context) }
+        authenticated.get("/v1/sessions") { request, context in try await self.list(request, context) }
         authenticated.delete("/v1/sessions") { _, context in try await self.revokeAll(context) }
         authenticated.delete("/v1/sessions/{session_id}") { _, context in try await self.revoke(context) }
     }
@@ -160,14 +160,29 @@ public struct Routes: Sendable {
         }
     }
 
-    /// 1 EVALSHA.
-    func list(_ context: SessionRequestContext) async throws -> Response {
+    /// The largest (and default) page of `GET /v1/sessions`.
+    static let maxPage = 100
+
+    /// 1 EVALSHA, reading at most `limit` + 1 + `MAX_SESSIONS_PER_USER` index entries.
+    func list(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let current = try Self.session(context)
-        let all = try await core(context) { try await sessions.sessions(for: current.userID) }
+        var limit = Self.maxPage
+        if let text = request.uri.queryParameters.get("limit") {
+            guard let value = Int(text), (1...Self.maxPage).contains(value) else {
+                throw APIError.invalidRequest("limit must be a whole number from 1 to \(Self.maxPage)")
+            }
+            limit = value
+        }
+        var cursor: SessionCursor?
+        if let text = request.uri.queryParameters.get("cursor") {
+            guard let value = SessionCursor(text: text) else { throw APIError.invalidRequest("cursor is not one a page gave out") }
+            cursor = value
+        }
+        let page = try await core(context) { try await sessions.sessions(for: current.userID, after: cursor, limit: limit) }
         return try Self.json(.ok) { object in
             object.array(
                 "sessions",
-                all.map { session in
+                page.sessions.map { session in
                     { (entry: inout JSONWriter.ObjectWriter) in
                         entry.field("session_id", session.id.hex)
                         entry.field("created_at", UTCTime.rfc3339(session.createdAt))
@@ -177,6 +192,7 @@ public struct Routes: Sendable {
                     }
                 }
             )
+            object.field("next_cursor", page.next?.text)
         }
     }
 

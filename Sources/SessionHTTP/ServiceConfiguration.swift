@@ -50,7 +50,7 @@ public struct ServiceConfiguration: Sendable {
         redis.connectTimeout = .milliseconds(options.redisTimeoutMs)
         sessions = SessionConfiguration(
             idleTimeout: .seconds(options.sessionIdleTimeout), absoluteTimeout: .seconds(options.sessionAbsoluteTimeout),
-            keyPrefix: options.keyPrefix
+            keyPrefix: options.keyPrefix, maxSessionsPerUser: options.maxSessionsPerUser
         )
         if options.sessionIdleTimeout > options.sessionAbsoluteTimeout {
             // Someone who only shortens the absolute lifetime must not get a crash loop: no session can outlive it anyway.

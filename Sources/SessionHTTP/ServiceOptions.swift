@@ -39,6 +39,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp("Seconds after login a session ends, whatever its use.", valueName: "seconds"))
     public var sessionAbsoluteTimeout = 86400
 
+    @Option(help: "Live sessions per user; a login beyond it ends the user's oldest session.")
+    public var maxSessionsPerUser = 100
+
     @Option(help: "open, or closed (POST /v1/users answers 403).")
     public var registration: Registration = .open
 
@@ -92,6 +95,7 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(maxConnections, in: 1...10_000_000, "max-connections")
         try Self.check(sessionIdleTimeout, in: 1...31_536_000, "session-idle-timeout")
         try Self.check(sessionAbsoluteTimeout, in: 1...315_360_000, "session-absolute-timeout")
+        try Self.check(maxSessionsPerUser, in: 1...10_000, "max-sessions-per-user")
         try Self.check(loginMaxFailures, in: 1...1_000_000, "login-max-failures")
         try Self.check(loginMaxFailuresPerUser, in: 1...1_000_000, "login-max-failures-per-user")
         try Self.check(loginMaxFailuresPerAddress, in: 1...1_000_000, "login-max-failures-per-address")

@@ -120,15 +120,50 @@ import Testing
             #expect(authenticated.id == created.id)
             #expect(authenticated.userID == user)
             #expect(abs(authenticated.createdAt.timeIntervalSince(created.createdAt)) < 0.002)
-            #expect(Set(try await store.sessions(for: user).map(\.id)) == [created.id, other.sessionID])
+            #expect(Set(try await store.sessions(for: user, after: nil, limit: 100).sessions.map(\.id)) == [created.id, other.sessionID])
             #expect(try await store.revoke(created.id, of: UserID.random()) == false, "another user's revoke must not work")
             #expect(try await store.revoke(created.id, of: user))
             #expect(try await store.authenticate(token) == nil)
             #expect(try await store.revoke(created.id, of: user) == false)
             try await store.revokeAll(for: user)
             #expect(try await store.authenticate(other) == nil)
-            #expect(try await store.sessions(for: user).isEmpty)
+            #expect(try await store.sessions(for: user, after: nil, limit: 100).sessions.isEmpty)
             #expect(try await redis.scan(match: "\(prefix)*", count: 1000).keys.isEmpty)
+        }
+    }
+
+    /// One user cannot grow without bound: past MAX_SESSIONS_PER_USER a login ends the oldest session, never the new
+    /// one; pages walk every session once, in order, with a cursor that survives sessions ending between pages.
+    @Test func sessionsPerUserAreCappedAndListedInPages() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let prefix = "t\(UUID().uuidString.prefix(8)):"
+            let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: prefix, maxSessionsPerUser: 7))
+            let user = UserID.random()
+            var created: [(token: SessionToken, session: Session)] = []
+            for _ in 0..<10 { created.append(try await store.create(for: user)) }
+            // The 3 oldest were ended by the 8th, 9th and 10th logins; the newest always survives.
+            for (index, entry) in created.enumerated() {
+                #expect((try await store.authenticate(entry.token) != nil) == (index >= 3), "session \(index)")
+            }
+            #expect(try await redis.zcard(KeySchema(prefix: prefix).sessionIndex(user)) == 7)
+            // Pages of 3: 3 + 3 + 1, each session once.
+            var seen: [SessionID] = []
+            var cursor: SessionCursor?
+            var pages = 0
+            repeat {
+                let page = try await store.sessions(for: user, after: cursor, limit: 3)
+                seen += page.sessions.map(\.id)
+                cursor = page.next
+                pages += 1
+                if pages == 1 { _ = try await store.revoke(created[9].session.id, of: user) }  // ends between pages
+            } while cursor != nil && pages < 10
+            // 7 sessions, one of them ended after the first page: 2 or 3 pages, depending on whether it was on it.
+            #expect((2...3).contains(pages))
+            #expect(Set(seen).count == seen.count, "no session twice")
+            #expect(Set(seen).isSuperset(of: created[3..<9].map(\.session.id)), "every live session listed")
+            #expect(SessionCursor(text: "12-\(created[3].session.id.hex)") != nil)
+            #expect(SessionCursor(text: "nope") == nil)
+            try await store.revokeAll(for: user)
         }
     }
 

@@ -262,5 +262,7 @@ final class StubStore: EventLoopSessionAuthenticating {
     func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? { nil }
     func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool { false }
     func revokeAll(for user: UserID) async throws(SessionError) {}
-    func sessions(for user: UserID) async throws(SessionError) -> [Session] { [] }
+    func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage {
+        SessionPage(sessions: [], next: nil)
+    }
 }

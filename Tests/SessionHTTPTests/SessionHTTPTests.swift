@@ -271,6 +271,32 @@ import Testing
         }
     }
 
+    /// `GET /v1/sessions` pages with `limit` and `cursor`; bad ones are 400.
+    @Test func sessionListIsPaged() async throws {
+        try await Instances.with(1, try Instances.configuration()) { clients in
+            let api = clients[0]
+            let name = uniqueName()
+            try await api.register(name)
+            var token = ""
+            for _ in 0..<3 { token = try await api.login(name) }
+            var ids: [String] = []
+            var cursor: String?
+            repeat {
+                let uri = "/v1/sessions?limit=2" + (cursor.map { "&cursor=\($0)" } ?? "")
+                let page = try await api.call(.get, uri, token: token)
+                #expect(page.status == .ok)
+                ids += (page.json["sessions"] as? [[String: Any]] ?? []).compactMap { $0["session_id"] as? String }
+                cursor = page.json["next_cursor"] as? String
+                #expect(page.json.keys.contains("next_cursor"))
+            } while cursor != nil && ids.count < 10
+            #expect(ids.count == 3 && Set(ids).count == 3)
+            for bad in ["?limit=0", "?limit=101", "?limit=x", "?cursor=nope"] {
+                let response = try await api.call(.get, "/v1/sessions" + bad, token: token)
+                #expect(response.status == .badRequest, "\(bad)")
+            }
+        }
+    }
+
     @Test func unknownRoutesWrongMethodsAndBadBodies() async throws {
         try await Instances.with(1, try Instances.configuration { $0.maxBodySize = 1024 }) { clients in
             let api = clients[0]
@@ -407,7 +433,7 @@ extension ISO8601DateFormatter {
     /// Every option's flag, as derived for the environment, is one ArgumentParser knows: the names are declared once.
     @Test func everyFlagReadsItsEnvironmentVariable() throws {
         let help = ServiceOptions.helpMessage()
-        #expect(ServiceOptions.flags.count == 23)
+        #expect(ServiceOptions.flags.count == 24)
         for flag in ServiceOptions.flags {
             #expect(help.contains("--\(flag) "), "\(flag)")
         }
