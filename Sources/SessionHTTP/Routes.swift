@@ -269,10 +269,9 @@ struct CredentialsBody: Decodable {
             // A malformed body on the wire (bad chunked encoding, a truncated stream): the client's fault, never a 500.
             throw APIError.invalidRequest("the request body could not be read")
         }
-        let contentType = request.headers[.contentType]?.lowercased() ?? ""
-        // `curl -d '{…}'` labels JSON as a form; a form body never starts with `{`, so such bodies are read as JSON.
-        let looksLikeJSON = buffer.readableBytesView.first { $0 != UInt8(ascii: " ") && $0 != UInt8(ascii: "\n") } == UInt8(ascii: "{")
-        if contentType.hasPrefix("application/x-www-form-urlencoded") && !looksLikeJSON {
+        // The media type alone decides how the body is read: JSON, or a form. Anything else (none included) is 415.
+        let mediaType = request.headers[.contentType].map { $0.split(separator: ";", maxSplits: 1)[0].trimmingSpaces.lowercased() } ?? ""
+        if mediaType == "application/x-www-form-urlencoded" {
             guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes), text.utf8.count == buffer.readableBytes,
                 String(validating: buffer.readableBytesView, as: UTF8.self) != nil
             else { throw APIError.invalidRequest("the form body is not valid UTF-8") }
@@ -282,9 +281,12 @@ struct CredentialsBody: Decodable {
                 throw APIError.invalidRequest("the form needs username and password fields")
             }
         }
-        guard contentType.isEmpty || looksLikeJSON || contentType.hasPrefix("application/json") || contentType.contains("+json") else {
+        guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
             throw APIError(
                 .unsupportedMediaType, code: "unsupported_media_type", message: "send application/json or application/x-www-form-urlencoded")
+        }
+        if let keys = JSONKeys.topLevel(Array(buffer.readableBytesView)), Set(keys).count != keys.count {
+            throw APIError.invalidRequest("a field appears twice in the JSON object")
         }
         guard buffer.readableBytes > 0 else { throw APIError.invalidRequest("the body must be a JSON object with username and password") }
         do {
@@ -294,5 +296,51 @@ struct CredentialsBody: Decodable {
         } catch {
             throw APIError.invalidRequest("the body is not valid JSON")
         }
+    }
+}
+
+/// The keys of a JSON object's top level, decoded (so `"user\u006eame"` is `username`), in order; nil when the text is
+/// not an object. JSONDecoder keeps the last of two equal keys silently; the API refuses them instead, since two
+/// parsers (a proxy's and ours) could each read a different one.
+enum JSONKeys {
+    static func topLevel(_ bytes: [UInt8]) -> [String]? {
+        var keys: [String] = []
+        var depth = 0
+        var expectingKey = false
+        var index = 0
+        guard let first = bytes.firstIndex(where: { !JSONKeys.isSpace($0) }), bytes[first] == UInt8(ascii: "{") else { return nil }
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                let start = index
+                index += 1
+                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
+                    if bytes[index] == UInt8(ascii: "\\") { index += 1 }
+                    index += 1
+                }
+                if depth == 1, expectingKey, index < bytes.count {
+                    let raw = Data(bytes[start...index])
+                    guard let key = try? JSONDecoder().decode(String.self, from: raw) else { return nil }
+                    keys.append(key)
+                    expectingKey = false
+                }
+            case UInt8(ascii: "{"), UInt8(ascii: "["):
+                depth += 1
+                if depth == 1 { expectingKey = true }
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                depth -= 1
+            case UInt8(ascii: ","):
+                if depth == 1 { expectingKey = true }
+            default:
+                break
+            }
+            index += 1
+        }
+        return keys
+    }
+
+    private static func isSpace(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\t")
     }
 }

@@ -77,7 +77,8 @@ import Testing
             var served = ""
             for _ in 0..<40 where !served.hasPrefix("HTTP/1.1 200") {
                 try await Task.sleep(for: .milliseconds(50))
-                served = try await RawHTTP.exchange(port: port, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                // A connection still refused may be closed before the request is written: that is a retry too.
+                served = (try? await RawHTTP.exchange(port: port, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")) ?? ""
             }
             #expect(served.hasPrefix("HTTP/1.1 200"), "\(served)")
         }
@@ -152,13 +153,25 @@ actor RawConnection {
         return RawConnection(channel: channel, replies: stream)
     }
 
-    /// Writes a request and returns the first chunk of the reply ("" once closed). A refused connection is answered
+    /// Writes a request and returns its whole reply ("" once closed). A refused connection is answered
     /// and closed as soon as it opens, so a write that finds it closed still reads that answer.
     func send(_ text: String) async throws -> String {
         try? await channel.writeAndFlush(ByteBuffer(string: text))
         var iterator = replies
         defer { replies = iterator }
-        return await iterator.next(isolation: #isolation).map { String(buffer: $0) } ?? ""
+        var reply = ""
+        while !Self.isComplete(reply), let chunk = await iterator.next(isolation: #isolation) { reply += String(buffer: chunk) }
+        return reply
+    }
+
+    /// A whole response: its head, and as many body bytes as its Content-Length says.
+    private static func isComplete(_ reply: String) -> Bool {
+        guard let end = reply.range(of: "\r\n\r\n") else { return false }
+        let head = reply[..<end.lowerBound].lowercased()
+        let length =
+            head.components(separatedBy: "\r\n").first { $0.hasPrefix("content-length:") }
+            .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
+        return reply[end.upperBound...].utf8.count >= length
     }
 
     func close() async throws {

@@ -271,6 +271,37 @@ import Testing
         }
     }
 
+    /// JSON routes read JSON only when it is labelled so (or a form when it is one); a key twice is refused, since
+    /// a proxy's parser and ours could each read a different one.
+    @Test func bodiesNeedTheirMediaTypeAndOneOfEachKey() async throws {
+        try await Instances.with(1, try Instances.configuration()) { clients in
+            let api = clients[0]
+            let json = ByteBuffer(string: #"{"username":"x-user","password":"correct horse"}"#)
+            for type in [nil, "text/plain", "application/xml"] as [String?] {
+                var headers = HTTPFields()
+                if let type { headers[.contentType] = type }
+                let response = try await api.executeRequest(uri: "/v1/login", method: .post, headers: headers, body: json)
+                #expect(response.status == .unsupportedMediaType, "\(type ?? "none")")
+                #expect(response.errorCode == "unsupported_media_type")
+            }
+            for duplicate in [
+                #"{"username":"a-user","password":"correct horse","username":"b-user"}"#,
+                #"{"username":"a-user","user\u006eame":"b-user","password":"correct horse"}"#,
+            ] {
+                let response = try await api.executeRequest(
+                    uri: "/v1/users", method: .post, headers: [.contentType: "application/json; charset=utf-8"], body: ByteBuffer(string: duplicate)
+                )
+                #expect(response.status == .badRequest, "\(duplicate)")
+            }
+            // Nested objects may repeat their own keys' names at the top level without being duplicates.
+            let nested = try await api.executeRequest(
+                uri: "/v1/users", method: .post, headers: [.contentType: "application/json"],
+                body: ByteBuffer(string: #"{"meta":{"username":1},"username":"\#(uniqueName())","password":"correct horse"}"#)
+            )
+            #expect(nested.status == .created)
+        }
+    }
+
     /// `GET /v1/sessions` pages with `limit` and `cursor`; bad ones are 400.
     @Test func sessionListIsPaged() async throws {
         try await Instances.with(1, try Instances.configuration()) { clients in
