@@ -215,7 +215,7 @@ public enum System {
     static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
 
     /// The soft limit on open files (`RLIMIT_NOFILE`).
-    static var openFileLimit: Int {
+    package static var openFileLimit: Int {
         var limit = rlimit()
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
         return Int(clamping: limit.rlim_cur)

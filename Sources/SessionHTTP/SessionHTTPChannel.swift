@@ -38,6 +38,9 @@ public struct SessionHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         var maxBodySize = 64 * 1024
         /// Connections open at once; beyond it a new connection gets a 503 and is closed.
         var maxConnections = Int.max
+        /// Refused connections that may linger at once (reading what the client sent, so the 503 is not lost to a
+        /// reset); past it a refusal closes at once, so refusals never take the descriptors the cap keeps free.
+        var lingeringRefusals = 64
     }
 
     /// The router's entry point, as Hummingbird's `Application` builds it.
@@ -65,7 +68,8 @@ public struct SessionHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             let admitted = connections.open(limit: limits.maxConnections)
             channel.closeFuture.whenComplete { _ in if admitted { connections.close() } }
             guard admitted else {
-                try operations.addHandler(ConnectionRefuser())
+                try operations.addHandler(ConnectionRefuser(lingers: connections.beginLingering(limit: limits.lingeringRefusals)))
+                channel.closeFuture.whenComplete { _ in connections.endLingering() }
                 return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
             }
             let deadlines = RequestDeadlines(headerTimeout: limits.headerTimeout, bodyTimeout: limits.bodyTimeout)
@@ -108,6 +112,18 @@ final class ConnectionCount: Sendable {
         count.wrappingDecrement(ordering: .relaxed)
     }
 
+    private let lingering = ManagedAtomic(0)
+
+    /// Whether a refused connection may linger; always paired with `endLingering()` when it closes.
+    func beginLingering(limit: Int) -> Bool {
+        lingering.loadThenWrappingIncrement(ordering: .relaxed) < limit
+    }
+
+    /// A refused connection closed.
+    func endLingering() {
+        lingering.wrappingDecrement(ordering: .relaxed)
+    }
+
     var value: Int { count.load(ordering: .relaxed) }
 }
 
@@ -122,6 +138,12 @@ final class ConnectionRefuser: ChannelInboundHandler, RemovableChannelHandler {
         + "Retry-After: 1\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n\(body)"
 
     private var refused = false
+    private let lingers: Bool
+
+    /// - Parameter lingers: read and drop what the client sends for a moment after the 503 (else close at once).
+    init(lingers: Bool) {
+        self.lingers = lingers
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { refuse(context: context) }
@@ -140,10 +162,11 @@ final class ConnectionRefuser: ChannelInboundHandler, RemovableChannelHandler {
         // Close our side once the answer is out, read and drop what the client sent (closing with unread bytes
         // would reset the connection and lose the answer), and close for good after a short linger.
         let channel = context.channel
+        let lingers = self.lingers
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: Self.response))).whenComplete { _ in
-            channel.close(mode: .output, promise: nil)
+            channel.close(mode: lingers ? .output : .all, promise: nil)
         }
-        context.eventLoop.scheduleTask(in: .milliseconds(500)) { channel.close(promise: nil) }
+        if lingers { context.eventLoop.scheduleTask(in: .milliseconds(500)) { channel.close(promise: nil) } }
     }
 }
 

@@ -44,7 +44,8 @@ public enum SessionService {
                 limits: .init(
                     idleTimeout: configuration.httpIdleTimeout, headerTimeout: TimeAmount(configuration.httpHeaderTimeout),
                     bodyTimeout: TimeAmount(configuration.httpBodyTimeout), maxBodySize: configuration.maxBodySize,
-                    maxConnections: configuration.maxConnections
+                    maxConnections: configuration.maxConnections,
+                    lingeringRefusals: max(8, (System.openFileLimit - configuration.maxConnections) / 4)
                 ),
                 verification: verification, connections: ConnectionCount()
             ),
