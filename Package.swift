@@ -113,7 +113,9 @@ let package = Package(
         ),
         .target(
             name: "TestSupport",
-            dependencies: ["Redis", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "Redis", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 public import Redis
 
@@ -103,7 +104,16 @@ public final class RedisServerProcess: @unchecked Sendable {
         self.pid = pid
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
-            if Self.canConnect(port: port) { return }
+            if Self.canConnect(port: port) {
+                // Ours, not another process on the port: our redis-server is still running a moment later.
+                try await Task.sleep(for: .milliseconds(30))
+                var status: Int32 = 0
+                guard waitpid(pid, &status, WNOHANG) == 0 else {
+                    self.pid = nil
+                    throw RedisError(.unavailable, "redis-server exited at start (port \(port) taken?)")
+                }
+                return
+            }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw RedisError(.timeout)
@@ -148,8 +158,21 @@ public final class RedisServerProcess: @unchecked Sendable {
         }
     }
 
-    /// A TCP port on 127.0.0.1 that nothing listens on now.
+    /// Ports this process already handed out: the kernel may give a just-closed port again, and two tests starting
+    /// servers at once must never share one (the second redis-server would fail to bind while its test talked to the
+    /// first one — seen in a fresh-clone CI run, where that first one was paused by another test).
+    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
+
+    /// A TCP port on 127.0.0.1 that nothing listens on now and that this process has not handed out before.
     public static func freePort() throws -> Int {
+        for _ in 0..<100 {
+            let port = try anyFreePort()
+            if handedOut.withLockedValue({ $0.insert(port).inserted }) { return port }
+        }
+        throw RedisError(.unavailable, "cannot find a free port")
+    }
+
+    private static func anyFreePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
