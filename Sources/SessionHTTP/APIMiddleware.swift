@@ -27,7 +27,8 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             context.logger.error("unhandled error", metadata: ["error.type": "\(type(of: error))"])
             response = try APIError(.internalServerError, code: "internal", message: "internal error").response(from: request, context: context)
         }
-        Self.addStandardHeaders(to: &response.headers, closing: EdgeHandler.asksToClose(request.headers))
+        // Exactly `close`, as Hummingbird's loop compares it (EdgeHandler spells any other close option so): no parsing here.
+        Self.addStandardHeaders(to: &response.headers, closing: request.headers[.connection] == "close")
         Self.logRequest(context.logger, method: request.method, path: request.uri.path, status: response.status, start: start)
         return response
     }
