@@ -52,12 +52,18 @@ final class RedisChannelHandler: ChannelInboundHandler {
 
     /// Called on the event loop once, when the connection stops taking commands (before the channel is inactive).
     private let onFailure: () -> Void
+    /// Set on a subscriber connection: gets each message Redis sends with no command waiting (pub/sub pushes).
+    private let onPush: ((RESPValue) -> Void)?
 
-    init(commandTimeout: TimeAmount, stallTimeout: TimeAmount, onComplete: @escaping (Int) -> Void, onFailure: @escaping () -> Void = {}) {
+    init(
+        commandTimeout: TimeAmount, stallTimeout: TimeAmount, onComplete: @escaping (Int) -> Void, onFailure: @escaping () -> Void = {},
+        onPush: ((RESPValue) -> Void)? = nil
+    ) {
         self.commandTimeout = commandTimeout
         self.stallTimeout = stallTimeout
         self.onComplete = onComplete
         self.onFailure = onFailure
+        self.onPush = onPush
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -105,7 +111,9 @@ final class RedisChannelHandler: ChannelInboundHandler {
             try decoder.feed(unwrapInboundIn(data))
             while let reply = try decoder.next() {
                 guard let entry = pending.popFirst() else {
-                    throw RedisError(.protocolError, "reply from Redis with no command waiting for it")
+                    guard let onPush else { throw RedisError(.protocolError, "reply from Redis with no command waiting for it") }
+                    onPush(reply)
+                    continue
                 }
                 // Release the slot before resuming: the caller may send again at once and must find it free.
                 onComplete(1)
@@ -128,7 +136,8 @@ final class RedisChannelHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        failAll(RedisError(.connectionClosed))
+        // The cause is worth keeping: a TLS handshake failure (an unknown CA, a wrong host name) arrives here.
+        failAll(RedisError(.connectionClosed, "connection to Redis failed: \(error)"))
         context.close(promise: nil)
     }
 

@@ -238,12 +238,15 @@ extension RedisClient {
     }
 
     /// Runs a Lua script by its SHA-1 (`EVALSHA`), sending its source (`EVAL`) only when Redis answers NOSCRIPT,
-    /// which also caches it there. One round trip in the common case, two after a Redis restart or SCRIPT FLUSH.
-    public func evaluate(_ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = []) async throws(RedisError)
-        -> RESPValue
-    {
+    /// which also caches it there (scripts are not replicated: a new master has none). One round trip in the common
+    /// case, two after a Redis restart, a failover or SCRIPT FLUSH.
+    /// - Parameter durable: a write that must survive a failover: `WAIT` for `minReplicas` replicas follows it on
+    ///   the same connection, and fewer confirmations throw `RedisError(.notReplicated)` (the write did run).
+    public func evaluate(
+        _ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = [], durable: Bool = false
+    ) async throws(RedisError) -> RESPValue {
         try await withCheckedContinuation { continuation in
-            evaluate(script, keys: keys, arguments: arguments, on: nil) { continuation.resume(returning: $0) }
+            evaluate(script, keys: keys, arguments: arguments, durable: durable, on: nil) { continuation.resume(returning: $0) }
         }.get()
     }
 

@@ -4,48 +4,82 @@ import Metrics
 import NIOConcurrencyHelpers
 public import NIOCore
 public import NIOPosix
+import NIOSSL
 public import ServiceLifecycle
 
 /// What happened to a pooled connection, for whoever decides what is worth logging (the executable).
 public enum RedisConnectionEvent: Sendable {
-    /// Connection `slot` is up: connected, authenticated, database selected.
-    case connected(slot: Int)
+    /// Connection `slot` of the pool of `node` is up: connected, authenticated, database selected (and, behind
+    /// Sentinel or in a cluster, `ROLE` confirmed master).
+    case connected(slot: Int, node: String)
     /// An attempt to (re)connect `slot` failed; another follows after a backoff.
-    case connectFailed(slot: Int, error: RedisError)
+    case connectFailed(slot: Int, node: String, error: RedisError)
     /// Connection `slot` closed; commands in flight on it failed.
-    case disconnected(slot: Int)
+    case disconnected(slot: Int, node: String)
+    /// Sentinel announced or reported a new master, or a cluster's masters changed (`node`: the new master(s)).
+    case masterChanged(node: String)
 }
 
-/// An async/await Redis client over a small pool of pipelined connections.
+/// An async/await Redis client over small pools of pipelined connections: to one node, to the master Sentinel
+/// names, or to every master of a Redis Cluster.
 ///
-/// SwiftNIO owns the sockets and hiredis does the protocol (`redisFormatCommandArgv` to encode, a
-/// `redisReader` to decode), so no call ever blocks a thread. Each connection carries many commands at
-/// once; concurrent callers are spread over the pool round-robin, which pipelines them for free.
+/// SwiftNIO owns the sockets (with swift-nio-ssl for `rediss…://`) and hiredis does the protocol
+/// (`redisFormatCommandArgv` to encode, a `redisReader` to decode), so no call ever blocks a thread. Each connection
+/// carries many commands at once; concurrent callers are spread over a pool round-robin, which pipelines them.
+///
+/// Topologies (see `RedisConfiguration.Topology`) are the client's business alone: a caller sends commands and
+/// runs scripts the same way on each. On a cluster a command goes to its first key's slot's master, `MOVED` and
+/// `ASK` are followed (at most `maxRedirects` times), `TRYAGAIN` is retried after a backoff; a command is resent
+/// only after a reply that says it did not run, never after its connection closed. Behind Sentinel, `READONLY`,
+/// `LOADING` and `MASTERDOWN` close the pool's connections so they find the master again.
 ///
 /// The client is a ServiceLifecycle `Service`: `run()` dials the connections, keeps them up (reconnecting
 /// with capped, jittered exponential backoff) and closes them on graceful shutdown or cancellation.
 /// While no connection is up, commands fail at once with `RedisError(.unavailable)` rather than queue.
 public final class RedisClient: Service, Sendable {
+    /// Where a command goes.
+    private enum Route: Sendable {
+        /// One pool: a single node, or the master Sentinel names.
+        case node(RedisNodePool, sentinel: RedisSentinel?)
+        case cluster(RedisCluster)
+    }
+
+    /// Where a retried command goes, after a redirect.
+    private enum Target: Sendable {
+        case slot
+        case moved(RedisConfiguration.Endpoint)
+        case ask(RedisConfiguration.Endpoint)
+    }
+
     /// The client's settings.
     public let configuration: RedisConfiguration
-    private let eventLoopGroup: any EventLoopGroup
-    private let logger: Logger
-    private let onEvent: @Sendable (RedisConnectionEvent) -> Void
-    private let slots: [NIOLockedValueBox<RedisConnection?>]
-    /// The loop each slot's connection lives on: slots are spread over the group's loops in turn, so that with as
-    /// many connections as loops every loop has one of its own (see `send(_:on:completion:)`).
-    private let slotLoops: [any EventLoop]
-    private let nextSlot = ManagedAtomic(0)
+    private let route: Route
     private let isShutdown = ManagedAtomic(false)
     /// Commands written to Redis (a pipeline counts each command): what a request really costs in round trips.
     private let commandsSent = Counter(label: "redis_commands_sent_total")
+    /// `WAIT minReplicas timeout`, sent behind each durable write; nil when no replica is asked for.
+    private let waitCommand: RedisCommand?
+    private let minReplicas: Int
+    /// Redirects followed for one command before it fails.
+    private let maxRedirects = 5
+    /// Cluster redirects followed, by kind: `MOVED` (a slot's owner changed) and `ASK` (a slot being migrated).
+    private let movedRedirects = ManagedAtomic(0)
+    private let askRedirects = ManagedAtomic(0)
+    /// Cluster redirects followed so far, for tests and diagnostics.
+    var redirectsFollowed: (moved: Int, ask: Int) {
+        (movedRedirects.load(ordering: .relaxed), askRedirects.load(ordering: .relaxed))
+    }
+    private let redirectCounters = (
+        moved: Counter(label: "redis_cluster_redirects_total", dimensions: [("kind", "moved")]),
+        ask: Counter(label: "redis_cluster_redirects_total", dimensions: [("kind", "ask")])
+    )
 
     /// Creates a client; nothing connects until `run()`.
     /// - Parameters:
     ///   - configuration: where Redis is and how patient to be.
     ///   - eventLoopGroup: the loops the connections live on (share the HTTP server's to save thread hops).
     ///   - logger: debug-level connection logs.
-    ///   - onEvent: told of connects, failures and disconnects.
+    ///   - onEvent: told of connects, failures, disconnects and master changes.
     public init(
         configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
@@ -53,23 +87,59 @@ public final class RedisClient: Service, Sendable {
         onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void = { _ in }
     ) {
         self.configuration = configuration
-        self.eventLoopGroup = eventLoopGroup
-        self.logger = logger
-        self.onEvent = onEvent
-        self.slots = (0..<configuration.connectionCount).map { _ in NIOLockedValueBox(nil) }
         let loops = Array(eventLoopGroup.makeIterator())
-        self.slotLoops = (0..<configuration.connectionCount).map { loops.isEmpty ? eventLoopGroup.next() : loops[$0 % loops.count] }
+        let poolLoops = loops.isEmpty ? [eventLoopGroup.next()] : loops
+        // A TLS setting that cannot load (a missing CA file) fails every connection attempt with its reason;
+        // ServiceConfiguration checks it at start-up, so the service never gets this far with one.
+        let tls: NIOSSLContext?
+        let tlsError: RedisError?
+        do {
+            tls = try configuration.tls.map(RedisConfiguration.makeTLSContext)
+            tlsError = nil
+        } catch {
+            tls = nil
+            tlsError = error as? RedisError ?? RedisError(.configuration, "TLS: \(error)")
+        }
+        switch configuration.topology {
+        case .single(let endpoint):
+            let pool = RedisNodePool(
+                configuration: configuration, loops: poolLoops, purpose: .data, tls: tls, logger: logger, onEvent: onEvent,
+                resolve: { if let tlsError { throw tlsError } else { return endpoint } }
+            )
+            route = .node(pool, sentinel: nil)
+        case .sentinel(let masterName, let sentinels):
+            let sentinel = RedisSentinel(
+                masterName: masterName, sentinels: sentinels, configuration: configuration, tls: tls, logger: logger, loop: poolLoops[0],
+                onEvent: onEvent
+            )
+            let pool = RedisNodePool(
+                configuration: configuration, loops: poolLoops, purpose: .master, tls: tls, logger: logger, onEvent: onEvent,
+                resolve: { if let tlsError { throw tlsError } else { return try await sentinel.resolveMaster() } }
+            )
+            route = .node(pool, sentinel: sentinel)
+        case .cluster(let seeds):
+            route = .cluster(RedisCluster(seeds: seeds, configuration: configuration, tls: tls, logger: logger, loops: poolLoops, onEvent: onEvent))
+        }
+        minReplicas = configuration.effectiveMinReplicas
+        let waitMilliseconds = Int(
+            configuration.waitTimeout.components.seconds * 1000 + configuration.waitTimeout.components.attoseconds / 1_000_000_000_000_000)
+        waitCommand = minReplicas > 0 ? RedisCommand("WAIT", [minReplicas, max(1, waitMilliseconds)]) : nil
     }
 
     /// Keeps every pooled connection up until graceful shutdown or cancellation, then closes them.
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
-                for index in self.slots.indices {
-                    group.addTask { await self.maintain(slot: index) }
+                switch self.route {
+                case .node(let pool, let sentinel):
+                    group.addTask { await pool.run() }
+                    if let sentinel { group.addTask { await sentinel.watch(pool) } }
+                case .cluster(let cluster):
+                    group.addTask { await cluster.run() }
                 }
             }
         }
+        isShutdown.store(true, ordering: .relaxed)
     }
 
     /// Runs the client for the duration of `body`, then shuts it down: for tools and tests that own a client
@@ -89,13 +159,16 @@ public final class RedisClient: Service, Sendable {
         }
     }
 
-    /// Whether at least one connection is up.
+    /// Whether the client can serve every command now: a connection is up (on a cluster: to the master of every slot).
     public var isConnected: Bool {
-        slots.contains { slot in slot.withLockedValue { $0?.isActive ?? false } }
+        switch route {
+        case .node(let pool, _): pool.isConnected
+        case .cluster(let cluster): cluster.isConnected
+        }
     }
 
-    /// Waits (without blocking a thread) until a connection is up, for start-up code and tests.
-    /// - Throws: `RedisError(.timeout)` when none comes up in time.
+    /// Waits (without blocking a thread) until the client is connected, for start-up code and tests.
+    /// - Throws: `RedisError(.timeout)` when it is not in time.
     public func waitUntilConnected(timeout: Duration = .seconds(5)) async throws {
         let clock = ContinuousClock()
         let deadline = clock.now + timeout
@@ -109,9 +182,9 @@ public final class RedisClient: Service, Sendable {
     /// - Throws: `RedisError.server` for an error reply, `RedisError(.unavailable)` when no connection is up,
     ///   `RedisError(.timeout)`, `RedisError(.connectionClosed)`, `RedisError(.overloaded)`.
     public func send(_ command: RedisCommand) async throws(RedisError) -> RESPValue {
-        let connection = try pickConnection()
-        commandsSent.increment()
-        return try Self.failingOnErrorReply(await connection.send(command, reserved: true)).get()
+        try await withCheckedContinuation { continuation in
+            send(command, on: nil) { continuation.resume(returning: $0) }
+        }.get()
     }
 
     /// A single command's error reply as `.server`: callers of `send` get errors thrown, not returned.
@@ -126,12 +199,14 @@ public final class RedisClient: Service, Sendable {
     }
 
     /// Sends several commands in one write on one connection and returns their replies in order.
-    /// Error replies stay in place as `.error` values; nothing else is sent between them.
+    /// Error replies stay in place as `.error` values; nothing else is sent between them. On a cluster the
+    /// commands' keys must share a hash slot.
     public func pipeline(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        let connection = try pickConnection(replies: commands.count)
-        commandsSent.increment(by: commands.count)
-        return try await connection.pipeline(commands)
+        let reply = try await withCheckedContinuation { continuation in
+            dispatch(commands, on: nil) { continuation.resume(returning: $0) }
+        }.get()
+        return commands.count == 1 ? [reply] : reply.array ?? []
     }
 
     // MARK: From event-loop code
@@ -143,92 +218,169 @@ public final class RedisClient: Service, Sendable {
         _ command: RedisCommand, on eventLoop: (any EventLoop)?,
         completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
-        let connection: RedisConnection
-        do {
-            connection = try pickConnection(preferring: eventLoop)
-        } catch {
-            completion(.failure(error))
-            return
+        dispatch([command], on: eventLoop) { completion($0.flatMap(Self.failingOnErrorReply)) }
+    }
+
+    /// `evaluate(_:keys:arguments:durable:)` from event-loop code; `completion` runs on `eventLoop`. The one place the
+    /// `NOSCRIPT` → `EVAL` retry and the `WAIT` of a durable write are written: the async form runs through it too.
+    package func evaluate(
+        _ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = [], durable: Bool = false,
+        on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+    ) {
+        let wait = durable ? waitCommand : nil
+        let minReplicas = self.minReplicas
+        let waitTimeout = configuration.waitTimeout
+        @Sendable func attempt(byHash: Bool) {
+            var commands = [script.command(byHash: byHash, keys: keys, arguments: arguments)]
+            if let wait { commands.append(wait) }
+            dispatch(commands, on: eventLoop) { result in
+                guard case .success(let reply) = result else { return completion(result) }
+                // WAIT rides right behind the write on the same connection: it counts that connection's writes.
+                let replies = wait == nil ? [reply] : reply.array ?? []
+                guard let scriptReply = replies.first else { return completion(.failure(RedisError(.protocolError))) }
+                if byHash, case .error(let message) = scriptReply, message.hasPrefix("NOSCRIPT") { return attempt(byHash: false) }
+                if case .error(let message) = scriptReply { return completion(.failure(RedisError(.server, message))) }
+                if wait != nil {
+                    let confirmed = replies.count == 2 ? replies[1].int ?? 0 : 0
+                    if confirmed < minReplicas {
+                        return completion(
+                            .failure(
+                                RedisError(
+                                    .notReplicated,
+                                    "write confirmed by \(confirmed) of \(minReplicas) replicas within \(waitTimeout) (REDIS_MIN_REPLICAS)"
+                                )
+                            )
+                        )
+                    }
+                }
+                completion(.success(scriptReply))
+            }
         }
-        commandsSent.increment()
+        attempt(byHash: true)
+    }
+
+    /// Sends commands on one connection, following a cluster's redirects; `completion` gets the reply (an `.array`
+    /// of the replies for several commands) on `eventLoop`, or on the connection's loop with nil.
+    private func dispatch(
+        _ commands: [RedisCommand], on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+    ) {
         let deliver: @Sendable (Result<RESPValue, RedisError>) -> Void
-        if let eventLoop, connection.eventLoop !== eventLoop {
-            deliver = { result in eventLoop.execute { completion(result) } }
+        if let eventLoop {
+            deliver = { result in
+                if eventLoop.inEventLoop { completion(result) } else { eventLoop.execute { completion(result) } }
+            }
         } else {
             deliver = completion
         }
-        connection.send(command) { result in deliver(result.flatMap(Self.failingOnErrorReply)) }
+        var slot: UInt16?
+        if case .cluster = route {
+            let slots = Set(commands.compactMap(\.hashSlot))
+            guard slots.count <= 1 else {
+                return deliver(.failure(RedisError(.server, "CROSSSLOT the commands of one pipeline must share a hash slot on a cluster")))
+            }
+            slot = slots.first
+        }
+        dispatch(commands, slot: slot, target: .slot, attempt: 0, on: eventLoop, completion: deliver)
     }
 
-    /// `evaluate(_:keys:arguments:)` from event-loop code; `completion` runs on `eventLoop`. The one place the
-    /// `NOSCRIPT` → `EVAL` retry is written: the async form runs through it too.
-    package func evaluate(
-        _ script: RedisScript, keys: [any RESPArgument] = [], arguments: [any RESPArgument] = [], on eventLoop: (any EventLoop)?,
+    private func dispatch(
+        _ commands: [RedisCommand], slot: UInt16?, target: Target, attempt: Int, on eventLoop: (any EventLoop)?,
         completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
-        send(script.command(byHash: true, keys: keys, arguments: arguments), on: eventLoop) { result in
-            if case .failure(let error) = result, error.serverErrorPrefix == "NOSCRIPT" {
-                self.send(script.command(byHash: false, keys: keys, arguments: arguments), on: eventLoop, completion: completion)
-            } else {
-                completion(result)
+        if isShutdown.load(ordering: .relaxed) { return completion(.failure(RedisError(.shutdown))) }
+        // ASKING lets the importing node run the next command for a slot it does not own yet.
+        let sent: [RedisCommand]
+        if case .ask = target { sent = commands.flatMap { $0.hashSlot == nil ? [$0] : [RedisCommand("ASKING"), $0] } } else { sent = commands }
+        let connection: RedisConnection
+        do throws(RedisError) {
+            switch (route, target) {
+            case (.node(let pool, _), _): connection = try pool.connection(replies: sent.count, preferring: eventLoop)
+            case (.cluster(let cluster), .slot): connection = try cluster.connection(slot: slot, replies: sent.count, preferring: eventLoop)
+            case (.cluster(let cluster), .moved(let node)), (.cluster(let cluster), .ask(let node)):
+                connection = try cluster.connection(to: node, replies: sent.count, preferring: eventLoop)
             }
-        }
-    }
-
-    private func pickConnection(replies: Int = 1, preferring eventLoop: (any EventLoop)? = nil) throws(RedisError) -> RedisConnection {
-        if isShutdown.load(ordering: .relaxed) { throw RedisError(.shutdown) }
-        if let eventLoop {
-            for index in slots.indices where slotLoops[index] === eventLoop {
-                if let connection = slots[index].withLockedValue({ $0 }), connection.isActive, connection.reserve(replies) { return connection }
+        } catch {
+            // A slot whose master is being found, or a redirect to a node whose pool is still connecting: a moment
+            // later it may be there (a few retries, 310 ms in all, then the caller gets the failure).
+            if error.code == .unavailable, case .cluster = route, attempt < maxRedirects {
+                return retry(commands, slot: slot, target: target, attempt: attempt, on: eventLoop, completion: completion)
             }
+            return completion(.failure(error))
         }
-        let count = slots.count
-        let start = nextSlot.loadThenWrappingIncrement(ordering: .relaxed)
-        var sawConnection = false
-        for offset in 0..<count {
-            let index = (start &+ offset) % count
-            guard let connection = slots[index].withLockedValue({ $0 }), connection.isActive else { continue }
-            sawConnection = true
-            if connection.reserve(replies) { return connection }
-        }
-        throw sawConnection ? RedisError(.overloaded) : RedisError(.unavailable)
-    }
-
-    private func maintain(slot index: Int) async {
-        var delay = configuration.minimumReconnectDelay
-        var logger = self.logger
-        logger[metadataKey: "redis.connection"] = "\(index)"
-        while !Task.isCancelled {
-            do {
-                let connection = try await RedisConnection.connect(to: configuration, on: slotLoops[index])
-                slots[index].withLockedValue { $0 = connection }
-                logger.debug("connected to Redis", metadata: ["redis.endpoint": "\(configuration)"])
-                onEvent(.connected(slot: index))
-                delay = configuration.minimumReconnectDelay
-                await withTaskCancellationHandler {
-                    try? await connection.channel.closeFuture.get()
-                } onCancel: {
-                    connection.channel.close(promise: nil)
+        commandsSent.increment(by: sent.count)
+        connection.send(sent) { result in
+            switch result {
+            case .failure(let error):
+                if case .cluster(let cluster) = self.route { cluster.requestRefresh() }
+                completion(.failure(error))
+            case .success(var reply):
+                if case .ask = target, let replies = reply.array {
+                    let kept = zip(sent, replies).filter { $0.0.name != "ASKING" }.map(\.1)
+                    reply = kept.count == 1 ? kept[0] : .array(kept)
                 }
-                slots[index].withLockedValue { $0 = nil }
-                if Task.isCancelled { break }
-                logger.debug("Redis connection closed")
-                onEvent(.disconnected(slot: index))
-            } catch {
-                let redisError = error as? RedisError ?? RedisError(.unavailable, "cannot connect to Redis")
-                logger.debug("cannot connect to Redis", metadata: ["error": "\(redisError.message)"])
-                onEvent(.connectFailed(slot: index, error: redisError))
+                let replies = commands.count == 1 ? [reply] : reply.array ?? []
+                guard let message = replies.lazy.compactMap({ if case .error(let m) = $0 { m } else { nil } }).first else {
+                    return completion(.success(reply))
+                }
+                self.handle(
+                    errorReply: message, reply: reply, commands: commands, slot: slot, target: target, attempt: attempt, on: eventLoop,
+                    completion: completion
+                )
             }
-            // Full jitter keeps many instances from reconnecting in lockstep after a Redis restart.
-            let jittered = delay * Double.random(in: 0.5...1.0)
-            try? await Task.sleep(for: jittered)
-            delay = min(delay * 2, configuration.maximumReconnectDelay)
         }
-        isShutdown.store(true, ordering: .relaxed)
-        let connection = slots[index].withLockedValue { connection in
-            defer { connection = nil }
-            return connection
+    }
+
+    /// What an error reply means for routing: follow a redirect, retry later, find the master again, or nothing.
+    private func handle(
+        errorReply message: String, reply: RESPValue, commands: [RedisCommand], slot: UInt16?, target: Target, attempt: Int,
+        on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+    ) {
+        let words = message.split(separator: " ")
+        switch (words.first, route) {
+        case ("MOVED", .cluster(let cluster)), ("ASK", .cluster(let cluster)):
+            guard words.count == 3, let movedSlot = UInt16(words[1]), let node = Self.endpoint(words[2]) else { break }
+            guard attempt < maxRedirects else {
+                return completion(.failure(RedisError(.unavailable, "too many cluster redirects (last: \(words[0]))")))
+            }
+            if words[0] == "MOVED" {
+                movedRedirects.wrappingIncrement(ordering: .relaxed)
+                redirectCounters.moved.increment()
+                cluster.moved(slot: movedSlot, to: node)
+                return dispatch(commands, slot: slot, target: .moved(node), attempt: attempt + 1, on: eventLoop, completion: completion)
+            }
+            askRedirects.wrappingIncrement(ordering: .relaxed)
+            redirectCounters.ask.increment()
+            return dispatch(commands, slot: slot, target: .ask(node), attempt: attempt + 1, on: eventLoop, completion: completion)
+        case ("TRYAGAIN", .cluster):
+            // A multi-key command during a slot migration: the keys are split between two nodes for a moment.
+            return retry(commands, slot: slot, target: target, attempt: attempt, on: eventLoop, completion: completion)
+        case ("READONLY", _), ("LOADING", _), ("MASTERDOWN", _):
+            // The node is not (or not yet) a master that can serve: find the master again.
+            switch route {
+            case .node(let pool, _): pool.reconnectAll()
+            case .cluster(let cluster): cluster.requestRefresh()
+            }
+            return completion(.failure(RedisError(.unavailable, "Redis node cannot serve: \(words.first ?? "")")))
+        default: break
         }
-        await connection?.close()
+        completion(.success(reply))
+    }
+
+    /// Tries again after a short backoff (doubling per attempt), on the event loop: no thread sleeps.
+    private func retry(
+        _ commands: [RedisCommand], slot: UInt16?, target: Target, attempt: Int, on eventLoop: (any EventLoop)?,
+        completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+    ) {
+        guard attempt < maxRedirects else { return completion(.failure(RedisError(.unavailable, "cluster did not settle in time"))) }
+        let loop = eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
+        loop.scheduleTask(in: .milliseconds(Int64(10 << attempt))) {
+            self.dispatch(commands, slot: slot, target: target, attempt: attempt + 1, on: eventLoop, completion: completion)
+        }
+    }
+
+    /// `host:port` from a redirect (the host may be an IPv6 address: the port follows the last colon).
+    private static func endpoint(_ text: Substring) -> RedisConfiguration.Endpoint? {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else { return nil }
+        return .tcp(host: String(text[..<colon]), port: port)
     }
 }

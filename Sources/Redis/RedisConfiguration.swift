@@ -1,25 +1,65 @@
+public import NIOSSL
+
 /// How to reach Redis and how patient to be with it.
 ///
 /// | setting | meaning | default |
 /// |---|---|---|
-/// | `endpoint` | host and port, or a Unix socket path | from the URL |
-/// | `username`, `password` | `AUTH` (ACL user, or password only) | none |
-/// | `database` | `SELECT`ed after connecting | 0 |
-/// | `connectionCount` | connections in the pool; each multiplexes (pipelines) many commands | 2 |
+/// | `topology` | one node, a Sentinel-watched master, or a Redis Cluster | from the URL |
+/// | `tls` | TLS for every connection (certificate and host name verified) | `rediss…://` URLs |
+/// | `username`, `password` | `AUTH` on the data nodes (ACL user, or password only) | none |
+/// | `sentinelPassword` | `AUTH` on the sentinels (`REDIS_SENTINEL_PASSWORD`) | none |
+/// | `database` | `SELECT`ed after connecting (a cluster has only 0) | 0 |
+/// | `connectionCount` | connections in the pool of each node; each multiplexes (pipelines) many commands | 2 |
 /// | `connectTimeout` | a connection attempt, handshake included | 1 s |
 /// | `commandTimeout` | from sending a command to its reply | 1 s |
 /// | `maxInFlightPerConnection` | commands awaiting a reply on one connection; beyond, new ones fail with `RedisError(.overloaded)` | 4096 |
 /// | `reconnectBackoff` | first and largest wait between reconnection attempts (doubling, with jitter) | 25 ms … 1 s |
+/// | `minReplicas` | replicas that must confirm a durable write (`WAIT`) before it is acknowledged | 1 for Sentinel and Cluster, 0 for one node |
+/// | `waitTimeout` | how long `WAIT` waits for them | 100 ms |
 public struct RedisConfiguration: Sendable, Equatable {
     /// Where Redis listens.
-    public enum Endpoint: Sendable, Equatable {
+    public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
         case tcp(host: String, port: Int)
         case unixSocket(path: String)
+
+        public var description: String {
+            switch self {
+            case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            case .unixSocket(let path): path
+            }
+        }
     }
 
-    public var endpoint: Endpoint
+    /// The shape of the Redis deployment.
+    public enum Topology: Sendable, Equatable {
+        /// One node, used for everything.
+        case single(Endpoint)
+        /// A master found through Sentinel (asked in turn), re-resolved on every reconnect.
+        case sentinel(masterName: String, sentinels: [Endpoint])
+        /// A Redis Cluster, discovered from any of the seed nodes.
+        case cluster(seeds: [Endpoint])
+    }
+
+    /// TLS for every connection: the server's certificate chain and host name are always verified.
+    public struct TLS: Sendable, Equatable {
+        /// PEM file of the certificate authorities to trust (nil: the system's).
+        public var caFile: String?
+        /// PEM client certificate and key, for servers that ask for one (`tls-auth-clients`).
+        public var certificateFile: String?
+        public var keyFile: String?
+
+        public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil) {
+            self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+        }
+    }
+
+    public var topology: Topology
+    public var tls: TLS?
     public var username: String?
     public var password: String?
+    public var sentinelPassword: String?
     public var database: Int
     public var connectionCount: Int
     public var connectTimeout: Duration
@@ -27,23 +67,32 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var maxInFlightPerConnection: Int
     public var minimumReconnectDelay: Duration
     public var maximumReconnectDelay: Duration
+    /// Replicas a durable write waits for; nil: the topology's default (see the table above).
+    public var minReplicas: Int?
+    public var waitTimeout: Duration
 
     /// A configuration with every setting given or defaulted.
     public init(
-        endpoint: Endpoint,
+        topology: Topology,
+        tls: TLS? = nil,
         username: String? = nil,
         password: String? = nil,
+        sentinelPassword: String? = nil,
         database: Int = 0,
         connectionCount: Int = 2,
         connectTimeout: Duration = .seconds(1),
         commandTimeout: Duration = .seconds(1),
         maxInFlightPerConnection: Int = 4096,
         minimumReconnectDelay: Duration = .milliseconds(25),
-        maximumReconnectDelay: Duration = .seconds(1)
+        maximumReconnectDelay: Duration = .seconds(1),
+        minReplicas: Int? = nil,
+        waitTimeout: Duration = .milliseconds(100)
     ) {
-        self.endpoint = endpoint
+        self.topology = topology
+        self.tls = tls
         self.username = username
         self.password = password
+        self.sentinelPassword = sentinelPassword
         self.database = database
         self.connectionCount = max(1, connectionCount)
         self.connectTimeout = connectTimeout
@@ -51,9 +100,38 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.maxInFlightPerConnection = max(1, maxInFlightPerConnection)
         self.minimumReconnectDelay = minimumReconnectDelay
         self.maximumReconnectDelay = maximumReconnectDelay
+        self.minReplicas = minReplicas
+        self.waitTimeout = waitTimeout
     }
 
-    /// Reads a Redis URL: `redis://[user[:password]@]host[:port][/db]` or `unix:///path/to/redis.sock[?db=N]`.
+    /// One node at `endpoint`.
+    public init(endpoint: Endpoint, username: String? = nil, password: String? = nil, database: Int = 0) {
+        self.init(topology: .single(endpoint), username: username, password: password, database: database)
+    }
+
+    /// The node of a single-node topology; for Sentinel and Cluster, the first sentinel or seed.
+    public var endpoint: Endpoint {
+        switch topology {
+        case .single(let endpoint): endpoint
+        case .sentinel(_, let sentinels): sentinels[0]
+        case .cluster(let seeds): seeds[0]
+        }
+    }
+
+    /// The replicas a durable write waits for, with the topology's default applied.
+    public var effectiveMinReplicas: Int {
+        if let minReplicas { return max(0, minReplicas) }
+        if case .single = topology { return 0 }
+        return 1
+    }
+
+    /// Reads a Redis URL:
+    /// - `redis://[[user:]password@]host[:port][/db]` — one node (`rediss://`: over TLS);
+    /// - `redis-sentinel://[[user:]password@]host1[:26379][,host2[:port]]…[/db]#master-name` — a master watched by
+    ///   Sentinel (Lettuce's syntax; the credentials are the data nodes'); `rediss-sentinel://` over TLS;
+    /// - `redis-cluster://[[user:]password@]host1[:port1][,host2[:port2]]…` — a Redis Cluster's seed nodes;
+    ///   `rediss-cluster://` over TLS;
+    /// - `unix:///path/to/redis.sock[?db=N]`.
     ///
     /// User and password may be percent-encoded. An empty user with a password (`redis://:secret@host`) is
     /// password-only AUTH. IPv6 hosts go in brackets (`redis://[::1]:6379`).
@@ -78,10 +156,28 @@ public struct RedisConfiguration: Sendable, Equatable {
             self.init(endpoint: .unixSocket(path: String(pathPart)), password: password, database: database)
             return
         }
-        guard url.hasPrefix("redis://") else {
-            throw RedisError(.configuration, "Redis URL must start with redis:// or unix:// (rediss:// is not supported yet)")
+        let schemes: [(String, kind: Int, tls: Bool)] = [
+            ("redis://", 0, false), ("rediss://", 0, true), ("redis-sentinel://", 1, false), ("rediss-sentinel://", 1, true),
+            ("redis-cluster://", 2, false), ("rediss-cluster://", 2, true),
+        ]
+        guard let (scheme, kind, tls) = schemes.first(where: { url.hasPrefix($0.0) }) else {
+            throw RedisError(
+                .configuration,
+                "Redis URL must start with redis://, rediss://, redis-sentinel://, rediss-sentinel://, redis-cluster://, rediss-cluster:// or unix://"
+            )
         }
-        var rest = Substring(url.dropFirst("redis://".count))
+        var rest = Substring(url.dropFirst(scheme.count))
+        var masterName: String?
+        if kind == 1 {
+            let (beforeFragment, fragment) = Self.splitOnce(rest, "#")
+            guard let fragment, !fragment.isEmpty else {
+                throw RedisError(.configuration, "a redis-sentinel:// URL names its master after '#': redis-sentinel://host:26379#mymaster")
+            }
+            masterName = try Self.percentDecode(fragment)
+            rest = beforeFragment
+        } else if rest.contains("#") {
+            throw RedisError(.configuration, "only redis-sentinel:// URLs take a '#master-name'")
+        }
         var username: String?
         var password: String?
         if let at = rest.lastIndex(of: "@") {
@@ -96,7 +192,57 @@ public struct RedisConfiguration: Sendable, Equatable {
                 password = try Self.percentDecode(user)
             }
         }
-        let (hostPort, pathPart) = Self.splitOnce(rest, "/")
+        let (hostList, pathPart) = Self.splitOnce(rest, "/")
+        let defaultPort = kind == 1 ? 26379 : 6379
+        let hosts = try hostList.split(separator: ",", omittingEmptySubsequences: false).map {
+            try Self.parseHostPort($0, defaultPort: defaultPort)
+        }
+        if kind == 0, hosts.count != 1 {
+            throw RedisError(.configuration, "a \(scheme) URL names one host; use redis-sentinel:// or redis-cluster:// for several")
+        }
+        var database = 0
+        if let pathPart, !pathPart.isEmpty {
+            let (dbText, _) = Self.splitOnce(pathPart, "?")
+            if !dbText.isEmpty { database = try Self.parseDatabase(dbText) }
+        }
+        if kind == 2, database != 0 { throw RedisError(.configuration, "a Redis Cluster has only database 0") }
+        let topology: Topology =
+            switch kind {
+            case 0: .single(hosts[0])
+            case 1: .sentinel(masterName: masterName ?? "", sentinels: hosts)
+            default: .cluster(seeds: hosts)
+            }
+        self.init(topology: topology, tls: tls ? TLS() : nil, username: username, password: password, database: database)
+    }
+
+    /// The TLS context for `tls`: full verification (chain and host name), the CA file's authorities (else the
+    /// system's), and the client certificate when one is given.
+    /// - Throws: `RedisError.configuration` naming the file that cannot be read.
+    public static func makeTLSContext(_ tls: TLS) throws -> NIOSSLContext {
+        var settings = TLSConfiguration.makeClientConfiguration()
+        settings.certificateVerification = .fullVerification
+        do {
+            if let caFile = tls.caFile {
+                settings.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile))
+            }
+            switch (tls.certificateFile, tls.keyFile) {
+            case (let certificate?, let key?):
+                settings.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+                settings.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            case (nil, nil): break
+            default: throw RedisError(.configuration, "REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
+            }
+            return try NIOSSLContext(configuration: settings)
+        } catch let error as RedisError {
+            throw error
+        } catch {
+            // NIOSSL names the failing file's problem, never key material.
+            throw RedisError(.configuration, "cannot load the Redis TLS files: \(error)")
+        }
+    }
+
+    /// `host[:port]` or `[ipv6][:port]`.
+    private static func parseHostPort(_ hostPort: Substring, defaultPort: Int) throws -> Endpoint {
         var host: Substring
         var portText: Substring?
         if hostPort.hasPrefix("[") {
@@ -113,20 +259,15 @@ public struct RedisConfiguration: Sendable, Equatable {
         } else {
             (host, portText) = Self.splitOnce(hostPort, ":")
         }
-        guard !host.isEmpty else { throw RedisError(.configuration, "Redis URL has no host: redis://host[:port][/db]") }
-        var port = 6379
+        guard !host.isEmpty else { throw RedisError(.configuration, "Redis URL has an empty host: redis://host[:port][/db]") }
+        var port = defaultPort
         if let portText {
             guard let value = Int(portText), (1...65535).contains(value) else {
                 throw RedisError(.configuration, "Redis URL port must be a number from 1 to 65535")
             }
             port = value
         }
-        var database = 0
-        if let pathPart, !pathPart.isEmpty {
-            let (dbText, _) = Self.splitOnce(pathPart, "?")
-            if !dbText.isEmpty { database = try Self.parseDatabase(dbText) }
-        }
-        self.init(endpoint: .tcp(host: String(host), port: port), username: username, password: password, database: database)
+        return .tcp(host: String(host), port: port)
     }
 
     private static func parseDatabase(_ text: Substring) throws -> Int {
@@ -161,11 +302,16 @@ public struct RedisConfiguration: Sendable, Equatable {
 }
 
 extension RedisConfiguration: CustomStringConvertible {
-    /// The endpoint and database, never the password.
+    /// The topology, endpoints and database, never a password.
     public var description: String {
-        switch endpoint {
-        case .tcp(let host, let port): return "redis://\(username.map { "\($0)@" } ?? "")\(host):\(port)/\(database)"
-        case .unixSocket(let path): return "unix://\(path)?db=\(database)"
+        let secure = tls == nil ? "" : "s"
+        let user = username.map { "\($0)@" } ?? ""
+        switch topology {
+        case .single(.unixSocket(let path)): return "unix://\(path)?db=\(database)"
+        case .single(let endpoint): return "redis\(secure)://\(user)\(endpoint)/\(database)"
+        case .sentinel(let name, let sentinels):
+            return "redis\(secure)-sentinel://\(user)\(sentinels.map(\.description).joined(separator: ","))/\(database)#\(name)"
+        case .cluster(let seeds): return "redis\(secure)-cluster://\(user)\(seeds.map(\.description).joined(separator: ","))"
         }
     }
 }

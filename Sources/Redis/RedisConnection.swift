@@ -1,6 +1,7 @@
 import Atomics
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 #if canImport(Glibc)
     import Glibc
@@ -9,6 +10,8 @@ import NIOPosix
 /// One connection to Redis: a SwiftNIO channel with a `RedisChannelHandler`, and many commands in flight on it.
 final class RedisConnection: Sendable {
     let channel: any Channel
+    /// The node this connection is to.
+    let endpoint: RedisConfiguration.Endpoint
     private let handler: NIOLoopBound<RedisChannelHandler>
     private let inFlight: ManagedAtomic<Int>
     private let maxInFlight: Int
@@ -17,20 +20,37 @@ final class RedisConnection: Sendable {
     private let failed: ManagedAtomic<Bool>
 
     private init(
-        channel: any Channel, handler: NIOLoopBound<RedisChannelHandler>, inFlight: ManagedAtomic<Int>, maxInFlight: Int,
+        channel: any Channel, endpoint: RedisConfiguration.Endpoint, handler: NIOLoopBound<RedisChannelHandler>, inFlight: ManagedAtomic<Int>,
+        maxInFlight: Int,
         failed: ManagedAtomic<Bool>
     ) {
         self.channel = channel
+        self.endpoint = endpoint
         self.handler = handler
         self.inFlight = inFlight
         self.maxInFlight = maxInFlight
         self.failed = failed
     }
 
+    /// What a connection is for, which decides its handshake.
+    enum Purpose: Sendable {
+        /// A data node: AUTH with the data credentials, SELECT the database.
+        case data
+        /// A data node that must be a master: also checks `ROLE` (a restarted old master says master, empty, for a
+        /// while; a demoted one says slave), so writes never go to a node that would lose or refuse them.
+        case master
+        /// A sentinel: AUTH with the sentinel password, nothing else.
+        case sentinel
+    }
+
     /// Connects, then authenticates and selects the database before anyone else may use the connection.
     static func connect(
-        to configuration: RedisConfiguration,
-        on eventLoop: any EventLoop
+        to endpoint: RedisConfiguration.Endpoint,
+        configuration: RedisConfiguration,
+        purpose: Purpose = .data,
+        tls: NIOSSLContext? = nil,
+        on eventLoop: any EventLoop,
+        onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) async throws -> RedisConnection {
         let inFlight = ManagedAtomic(0)
         let failed = ManagedAtomic(false)
@@ -41,17 +61,24 @@ final class RedisConnection: Sendable {
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls, case .tcp(let host, _) = endpoint {
+                        // SNI and host-name verification need a name; for an IP address NIOSSL checks the
+                        // certificate's IP entries against the peer address instead.
+                        let name = host.isIPAddress ? nil : host
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: name))
+                    }
                     let handler = RedisChannelHandler(
                         commandTimeout: commandTimeout, stallTimeout: stallTimeout,
                         onComplete: { count in inFlight.wrappingDecrement(by: count, ordering: .relaxed) },
-                        onFailure: { failed.store(true, ordering: .relaxed) }
+                        onFailure: { failed.store(true, ordering: .relaxed) },
+                        onPush: onPush
                     )
                     try channel.pipeline.syncOperations.addHandler(handler)
                 }
             }
         let channel: any Channel
         do {
-            switch configuration.endpoint {
+            switch endpoint {
             case .tcp(let host, let port):
                 bootstrap =
                     bootstrap
@@ -68,7 +95,7 @@ final class RedisConnection: Sendable {
         } catch let error as ChannelError where error == .connectTimeout(TimeAmount(configuration.connectTimeout)) {
             throw RedisError(.timeout)
         } catch {
-            throw RedisError.unavailableBecause(error)
+            throw RedisError.unavailableBecause(error, endpoint: endpoint)
         }
         let handler: NIOLoopBound<RedisChannelHandler>
         do {
@@ -80,21 +107,28 @@ final class RedisConnection: Sendable {
             throw RedisError(.connectionClosed)
         }
         let connection = RedisConnection(
-            channel: channel, handler: handler, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection, failed: failed
+            channel: channel, endpoint: endpoint, handler: handler, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection,
+            failed: failed
         )
         do {
             // The handshake: any error reply (WRONGPASS, NOAUTH, a bad database) keeps the connection from service.
+            // A TLS failure (wrong CA, wrong host name) surfaces here, as the first command's failure.
             var handshake: [RedisCommand] = []
-            if let password = configuration.password {
+            let password = purpose == .sentinel ? configuration.sentinelPassword : configuration.password
+            if let password {
                 var auth = RedisCommand("AUTH")
-                if let username = configuration.username { auth.append(username) }
+                if purpose != .sentinel, let username = configuration.username { auth.append(username) }
                 auth.append(password)
                 handshake.append(auth)
             }
-            if configuration.database != 0 { handshake.append(RedisCommand("SELECT", [configuration.database])) }
-            handshake.append(RedisCommand("PING"))
+            if purpose != .sentinel, configuration.database != 0 { handshake.append(RedisCommand("SELECT", [configuration.database])) }
+            handshake.append(RedisCommand(purpose == .master ? "ROLE" : "PING"))
             for command in handshake {
-                if case .error(let message) = try await connection.send(command) { throw RedisError(.server, message) }
+                let reply = try await connection.send(command)
+                if case .error(let message) = reply { throw RedisError(.server, message) }
+                if purpose == .master, command.name == "ROLE", reply.array?.first?.string != "master" {
+                    throw RedisError(.unavailable, "\(endpoint) is not a master (ROLE: \(reply.array?.first?.string ?? "?"))")
+                }
             }
         } catch {
             channel.close(promise: nil)
@@ -139,10 +173,10 @@ final class RedisConnection: Sendable {
         }
     }
 
-    /// Sends a command from event-loop code, without a task: `completion` runs on this connection's event loop.
-    /// Room must be reserved.
-    func send(_ command: RedisCommand, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void) {
-        enqueue(encode(CollectionOfOne(command)), replyCount: 1, reply: .callback(completion))
+    /// Sends commands from event-loop code, without a task: `completion` runs on this connection's event loop with
+    /// the reply (an `.array` of the replies for several commands). Room must be reserved.
+    func send(_ commands: some Collection<RedisCommand>, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void) {
+        enqueue(encode(commands), replyCount: commands.count, reply: .callback(completion))
     }
 
     /// Hands encoded commands to the handler on its event loop: directly when already there, else one hop.
@@ -171,9 +205,19 @@ final class RedisConnection: Sendable {
 }
 
 extension RedisError {
-    /// A connection failure, described without anything secret (NIO's errors name only addresses).
-    static func unavailableBecause(_ error: any Error) -> RedisError {
+    /// A connection failure, described without anything secret (NIO's and NIOSSL's errors name only addresses,
+    /// certificates' verification results and host names).
+    static func unavailableBecause(_ error: any Error, endpoint: RedisConfiguration.Endpoint? = nil) -> RedisError {
         if let error = error as? RedisError { return error }
-        return RedisError(.unavailable, "cannot connect to Redis: \(error)")
+        return RedisError(.unavailable, "cannot connect to Redis\(endpoint.map { " at \($0)" } ?? ""): \(error)")
+    }
+}
+
+extension String {
+    /// Whether the text is an IPv4 or IPv6 address (not a name to resolve).
+    var isIPAddress: Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return withCString { inet_pton(AF_INET, $0, &v4) == 1 || inet_pton(AF_INET6, $0, &v6) == 1 }
     }
 }

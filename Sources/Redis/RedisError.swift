@@ -7,7 +7,7 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What kind of failure an error is.
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         private enum Base: String {
-            case unavailable, connectionClosed, timeout, server, protocolError, configuration, overloaded, shutdown
+            case unavailable, connectionClosed, timeout, server, protocolError, configuration, overloaded, shutdown, notReplicated
         }
 
         private let base: Base
@@ -31,6 +31,9 @@ public struct RedisError: Error, Sendable, Equatable, CustomStringConvertible {
         public static var overloaded: Self { .init(.overloaded) }
         /// The client has shut down.
         public static var shutdown: Self { .init(.shutdown) }
+        /// A durable write ran on the master, but `WAIT` saw fewer replicas confirm it than asked for in time: it may
+        /// not survive a failover. The caller may retry.
+        public static var notReplicated: Self { .init(.notReplicated) }
     }
 
     /// The kind of failure.
@@ -63,6 +66,7 @@ extension RedisError.Code {
         case .shutdown: "Redis client is shut down"
         case .protocolError: "unexpected reply from Redis"
         case .configuration: "invalid Redis configuration"
+        case .notReplicated: "write not confirmed by enough replicas"
         default: "Redis answered with an error"
         }
     }

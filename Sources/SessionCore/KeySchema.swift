@@ -1,48 +1,92 @@
-/// Every Redis key the service writes, in one place. `P` is `KEY_PREFIX` (default `ss:`).
+import Redis
+
+/// Every Redis key the service writes, in one place. `P` is `KEY_PREFIX` (default `ss:`); `{t}` is the user's
+/// `ShardTag` (4 hex digits in braces).
 ///
 /// | key | type | holds | expires |
 /// |---|---|---|---|
-/// | `P s<16 bytes>` | string (28 bytes) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes) | idle timeout, renewed on use, never past the absolute expiry |
-/// | `P x:<user-id>` | sorted set | the user's sessions: member = 16-byte session ID, score = absolute expiry (whole seconds, rounded up) | at the latest absolute expiry among them |
-/// | `P u:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms) | never |
-/// | `P n:<lowercased username>` | string | the user ID of a username (uniqueness, case-insensitive) | never |
-/// | `P f:<hex>` | string (counter) | failed logins for one username from one client address; hex = SHA-256 of both, truncated | the failure window |
+/// | `P{t}s<16 bytes>` | string (28 bytes) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes) | idle timeout, renewed on use, never past the absolute expiry |
+/// | `P{t}x:<user-id>` | sorted set | the user's sessions: member = 16-byte session ID, score = absolute expiry (whole seconds, rounded up) | at the latest absolute expiry among them |
+/// | `Pu:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms) | never |
+/// | `Pn:<lowercased username>` | string | the user ID of a username (uniqueness, case-insensitive) | never |
+/// | `Pf:<hex>` | string (counter) | failed logins for one username from one client address; hex = SHA-256 of both, truncated | the failure window |
 ///
 /// The 16 bytes of a session key are SHA-256(token) truncated, never the token itself.
 ///
-/// Sizes matter at one key per session: with the default prefix a session key is 20 bytes, which Redis stores in a
-/// 24-byte allocation (21 bytes, as with an `s:` marker, would take 32), and an index score in seconds fits a
-/// listpack's 32-bit integer (milliseconds need 64). Session keys cannot collide with the others: after the prefix
-/// they start with `s`, the others with a letter and a colon (`x:`, `u:`, `n:`, `f:`).
+/// **Cluster layout.** A user's session index and all of their sessions share the hash tag `{t}`, so they live in
+/// one Redis Cluster slot: creating a session (with the cap's eviction), logging out everywhere and listing are
+/// each one atomic script on one node. The tag is 14 bits of the user ID, and every token of that user carries
+/// the same 14 bits (see `SessionToken.random(for:)`), so a verification finds the session's slot from the token
+/// alone: still one command. The user record and the username reservation are single keys, each in its own slot:
+/// registration writes the record, then reserves the name (see `RedisUserStore`).
+///
+/// Sizes matter at one key per session: with the default prefix a session key is 26 bytes (20 before the tag), in
+/// the same 32-byte allocation class as before for Redis' 3-byte string header; an index score in seconds fits a
+/// listpack's 32-bit integer (milliseconds need 64). Session keys cannot collide with index keys: after the tag they
+/// start with `s`, index keys with `x:`; the untagged keys start with a letter and a colon.
 public struct KeySchema: Sendable, Equatable {
     /// The prefix every key starts with.
     public let prefix: String
-    /// The start of every session key, for scripts that derive session keys from index members. Stored: every
-    /// authentication builds a session key.
-    public let sessionKeyPrefix: [UInt8]
+    private let prefixBytes: [UInt8]
 
     public init(prefix: String) {
         self.prefix = prefix
-        self.sessionKeyPrefix = Array(prefix.utf8) + [UInt8(ascii: "s")]
+        self.prefixBytes = Array(prefix.utf8)
     }
 
-    /// A session's key.
-    public func session(_ id: SessionID) -> [UInt8] { sessionKeyPrefix + id.bytes }
+    /// A session's key: its user's tag (carried by the token), then the session ID.
+    public func session(_ id: SessionID, tag: ShardTag) -> [UInt8] { sessionKeyPrefix(tag) + id.bytes }
+
+    /// The start of the session keys of one tag, for scripts that derive session keys from index members (in the
+    /// index's own slot: the tag is the same).
+    public func sessionKeyPrefix(_ tag: ShardTag) -> [UInt8] {
+        var bytes = prefixBytes
+        bytes.reserveCapacity(prefixBytes.count + 24)
+        bytes.append(UInt8(ascii: "{"))
+        bytes.append(contentsOf: tag.digits)
+        bytes.append(UInt8(ascii: "}"))
+        bytes.append(UInt8(ascii: "s"))
+        return bytes
+    }
 
     /// A user's session index.
-    public func sessionIndex(_ user: UserID) -> String { prefix + "x:" + user.text }
+    public func sessionIndex(_ user: UserID) -> String {
+        prefix + "{" + String(decoding: user.tag.digits, as: UTF8.self) + "}x:" + user.text
+    }
 
     /// A user's record.
     public func user(_ user: UserID) -> String { prefix + "u:" + user.text }
-
-    /// The start of every user key, for scripts that go from a user ID to its record.
-    public var userKeyPrefix: String { prefix + "u:" }
 
     /// The username reservation (lowercased: usernames are unique case-insensitively).
     public func username(_ normalized: String) -> String { prefix + "n:" + normalized }
 
     /// The failed-login counter of one username from one client address.
     public func loginFailures(_ digestHex: String) -> String { prefix + "f:" + digestHex }
+}
+
+/// The 14 bits that put a user's session index and every one of their sessions in one Redis Cluster slot.
+///
+/// Taken from the first 14 bits of a UUID's text (its first 4 hex digits, less the last 2 bits): a user ID's are
+/// random, so users spread evenly over the 16384 slots; a token copies its user's (`SessionToken.random(for:)`).
+public struct ShardTag: Sendable, Hashable {
+    /// 0 ..< 16384.
+    public let value: UInt16
+
+    init(value: UInt16) { self.value = value & 0x3FFF }
+
+    /// The tag of canonical UUID text (a token or user ID, already validated).
+    init(uuid utf8: some Collection<UInt8>) {
+        var digits = utf8.prefix(4).makeIterator()
+        var first16: UInt16 = 0
+        while let digit = digits.next() { first16 = first16 << 4 | UInt16(Hex.value(digit) ?? 0) }
+        self.init(value: first16 >> 2)
+    }
+
+    /// Four lowercase hex digits, as they appear between the braces.
+    var digits: [UInt8] {
+        let table = Array("0123456789abcdef".utf8)
+        return [12, 8, 4, 0].map { table[Int(value >> UInt16($0)) & 0xF] }
+    }
 }
 
 /// Lua shared by the core's scripts, written once.

@@ -35,13 +35,17 @@ public struct LoginThrottle: Sendable {
     }
 
     /// Throws `tooManyAttempts` (with the seconds left) when any counter is at its limit.
+    ///
+    /// The three counters are three keys in three cluster slots, so three commands, sent at once (one round trip of
+    /// latency on pipelined connections).
     public func check(username: String, clientAddress: String) async throws(SessionError) {
-        let reply = try await withStore {
-            try await redis.evaluate(
-                Self.checkScript, keys: counters(username, clientAddress), arguments: [maxFailures, maxFailuresPerUser, maxFailuresPerAddress]
-            )
+        let limits = [maxFailures, maxFailuresPerUser, maxFailuresPerAddress]
+        let waits = try await withStore {
+            try await forEachCounter(username, clientAddress) { index, key in
+                try await redis.evaluate(Self.checkScript, keys: [key], arguments: [limits[index]]).int ?? 0
+            }
         }
-        if let milliseconds = reply.int, milliseconds > 0 {
+        if let milliseconds = waits.max(), milliseconds > 0 {
             throw .tooManyAttempts(retryAfter: Int((milliseconds + 999) / 1000))
         }
     }
@@ -49,7 +53,22 @@ public struct LoginThrottle: Sendable {
     /// Counts a failure on all three counters.
     public func recordFailure(username: String, clientAddress: String) async throws(SessionError) {
         _ = try await withStore {
-            try await redis.evaluate(Self.failScript, keys: counters(username, clientAddress), arguments: [window.milliseconds])
+            try await forEachCounter(username, clientAddress) { _, key in
+                try await redis.evaluate(Self.failScript, keys: [key], arguments: [window.milliseconds])
+            }
+        }
+    }
+
+    /// Runs `body` on the three counters concurrently; the results in counter order.
+    private func forEachCounter<T: Sendable>(
+        _ username: String, _ clientAddress: String, _ body: @escaping @Sendable (Int, String) async throws -> T
+    ) async throws -> [T] {
+        let keys = counters(username, clientAddress)
+        return try await withThrowingTaskGroup(of: (Int, T).self) { group in
+            for (index, key) in keys.enumerated() { group.addTask { (index, try await body(index, key)) } }
+            var results = [T?](repeating: nil, count: keys.count)
+            for try await (index, value) in group { results[index] = value }
+            return results.compactMap { $0 }
         }
     }
 
@@ -60,35 +79,26 @@ public struct LoginThrottle: Sendable {
 
     /// The three counters' keys: (username, address), username, address. Hashed, so neither a username nor an
     /// address appears in a Redis key name; the first byte of the hashed text keeps the three apart.
-    private func counters(_ username: String, _ clientAddress: String) -> [any RESPArgument] {
+    private func counters(_ username: String, _ clientAddress: String) -> [String] {
         let name = Credentials.normalize(username)
         return ["p\u{0}" + name + "\u{0}" + clientAddress, "u\u{0}" + name, "a\u{0}" + clientAddress].map { text in
             keys.loginFailures(Hex.encode(Array(SHA256.hash(data: Array(text.utf8))).prefix(16)))
         }
     }
 
-    /// KEYS: the counters. ARGV: their limits, in the same order. Milliseconds until every counter at its limit
-    /// has expired, or 0.
+    /// KEYS: a counter. ARGV: its limit. Milliseconds until it expires when it is at its limit, else 0.
     static let checkScript = RedisScript(
         """
-        local wait = 0
-        for i, key in ipairs(KEYS) do
-            if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then
-                local ttl = redis.call('PTTL', key)
-                if ttl > wait then wait = ttl end
-            end
-        end
-        return wait
+        if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then return 0 end
+        return math.max(0, redis.call('PTTL', KEYS[1]))
         """
     )
 
-    /// KEYS: the counters. ARGV: window ms. Each window starts at that counter's first failure.
+    /// KEYS: a counter. ARGV: window ms. The window starts at the counter's first failure.
     static let failScript = RedisScript(
         """
-        for _, key in ipairs(KEYS) do
-            local count = redis.call('INCR', key)
-            if count == 1 or redis.call('PTTL', key) < 0 then redis.call('PEXPIRE', key, ARGV[1]) end
-        end
+        local count = redis.call('INCR', KEYS[1])
+        if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
         return 1
         """
     )

@@ -21,13 +21,14 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     public func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) {
-        let token = SessionToken.random()
+        // The token carries the user's tag: the session lands in the slot of the user's index.
+        let token = SessionToken.random(for: user)
         let id = token.sessionID
         let reply = try await run(
             Self.createScript,
-            keys: [keys.session(id), keys.sessionIndex(user)],
+            keys: [keys.session(id, tag: user.tag), keys.sessionIndex(user)],
             arguments: [
-                user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix,
+                user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix(user.tag),
                 configuration.maxSessionsPerUser,
             ]
         )
@@ -45,7 +46,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
 
     public func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? {
         let id = token.sessionID
-        let reply = try await run(Self.authenticateScript, keys: [keys.session(id)], arguments: [configuration.idleMilliseconds])
+        let reply = try await run(Self.authenticateScript, keys: [keys.session(id, tag: token.tag)], arguments: [configuration.idleMilliseconds])
         return session(id: id, authenticated: reply)
     }
 
@@ -55,7 +56,9 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         _ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void
     ) {
         let id = token.sessionID
-        redis.evaluate(Self.authenticateScript, keys: [keys.session(id)], arguments: [configuration.idleMilliseconds], on: eventLoop) { result in
+        redis.evaluate(
+            Self.authenticateScript, keys: [keys.session(id, tag: token.tag)], arguments: [configuration.idleMilliseconds], on: eventLoop
+        ) { result in
             completion(result.map { self.session(id: id, authenticated: $0) }.mapError(SessionError.init))
         }
     }
@@ -68,19 +71,21 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     public func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool {
-        let reply = try await run(Self.revokeScript, keys: [keys.sessionIndex(user), keys.session(session)], arguments: [session.bytes])
+        let reply = try await run(
+            Self.revokeScript, keys: [keys.sessionIndex(user), keys.session(session, tag: user.tag)], arguments: [session.bytes], durable: true
+        )
         return reply.int == 1
     }
 
     public func revokeAll(for user: UserID) async throws(SessionError) {
-        _ = try await run(Self.revokeAllScript, keys: [keys.sessionIndex(user)], arguments: [keys.sessionKeyPrefix])
+        _ = try await run(Self.revokeAllScript, keys: [keys.sessionIndex(user)], arguments: [keys.sessionKeyPrefix(user.tag)], durable: true)
     }
 
     public func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage {
         let reply = try await run(
             Self.listScript, keys: [keys.sessionIndex(user)],
             arguments: [
-                keys.sessionKeyPrefix, max(1, limit), cursor.map { String($0.score) } ?? "", cursor?.id.bytes ?? [],
+                keys.sessionKeyPrefix(user.tag), max(1, limit), cursor.map { String($0.score) } ?? "", cursor?.id.bytes ?? [],
                 configuration.maxSessionsPerUser,
             ]
         )
@@ -102,9 +107,12 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         return SessionPage(sessions: sessions.sorted { $0.createdAt < $1.createdAt }, next: fields[2].int == 1 ? last : nil)
     }
 
-    /// Runs a script, mapping the client's failures to the core's.
-    func run(_ script: RedisScript, keys: [any RESPArgument], arguments: [any RESPArgument]) async throws(SessionError) -> RESPValue {
-        try await withStore { try await redis.evaluate(script, keys: keys, arguments: arguments) }
+    /// Runs a script, mapping the client's failures to the core's. `durable`: a revocation, acknowledged only once
+    /// the replicas Redis is configured to wait for have it (see `RedisClient.evaluate`).
+    func run(_ script: RedisScript, keys: [any RESPArgument], arguments: [any RESPArgument], durable: Bool = false) async throws(SessionError)
+        -> RESPValue
+    {
+        try await withStore { try await redis.evaluate(script, keys: keys, arguments: arguments, durable: durable) }
     }
 
     /// A big-endian 6-byte millisecond timestamp from a session value.

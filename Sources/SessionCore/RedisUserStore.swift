@@ -24,28 +24,39 @@ public final class RedisUserStore: UserStore {
         self.keys = KeySchema(prefix: keyPrefix)
     }
 
-    /// Registers a user, atomically reserving the case-insensitive username.
+    /// Registers a user: writes the record under a new ID, then reserves the username for it (`SET NX`).
+    ///
+    /// Two keys in two slots of a cluster, so two steps, in the order that can never strand a name: a record nobody's
+    /// name points to is unreachable and harmless (removed when the name turns out taken), while a name pointing to
+    /// no record would lock its owner out. Both writes are durable (`WAIT`, see `RedisClient.evaluate`): an account
+    /// that was acknowledged survives a failover.
     /// - Throws: `usernameTaken`, `storeUnavailable`.
     public func create(username: String, passwordHash: String) async throws(SessionError) -> User {
         let id = UserID.random()
-        let reply = try await withStore {
-            try await redis.evaluate(
-                Self.registerScript,
-                keys: [keys.username(Credentials.normalize(username)), keys.user(id)],
-                arguments: [id.text, username, passwordHash]
-            )
+        let nameKey = keys.username(Credentials.normalize(username))
+        let userKey = keys.user(id)
+        let reserved = try await withStore {
+            _ = try await redis.evaluate(Self.recordScript, keys: [userKey], arguments: [username, passwordHash], durable: true)
+            return try await redis.evaluate(Self.reserveScript, keys: [nameKey], arguments: [id.text], durable: true).int == 1
         }
-        guard reply.int == 1 else { throw .usernameTaken }
+        guard reserved else {
+            _ = try? await redis.del(userKey)
+            throw .usernameTaken
+        }
         remember(id, username)
         return User(id: id, username: username)
     }
 
-    /// Finds a user and the stored password hash by username (case-insensitively).
+    /// Finds a user and the stored password hash by username (case-insensitively): the name's user ID, then the
+    /// record (two keys, two slots: two round trips, beside a password hash that costs far more).
     public func find(username: String) async throws(SessionError) -> (user: User, passwordHash: String)? {
-        let reply = try await withStore {
-            try await redis.evaluate(Self.findScript, keys: [keys.username(Credentials.normalize(username))], arguments: [keys.userKeyPrefix])
+        let fields = try await withStore { () async throws -> [RESPValue]? in
+            guard let idBuffer = try await redis.get(keys.username(Credentials.normalize(username))),
+                let id = UserID(String(buffer: idBuffer))
+            else { return nil }
+            return [.bulkString(idBuffer)] + (try await redis.send(RedisCommand("HMGET", [keys.user(id), "name", "pw"])).array ?? [])
         }
-        guard let fields = reply.array, fields.count == 3, let idText = fields[0].string, let id = UserID(idText),
+        guard let fields, fields.count == 3, let idText = fields[0].string, let id = UserID(idText),
             let name = fields[1].string, let hash = fields[2].string
         else { return nil }
         remember(id, name)
@@ -67,28 +78,25 @@ public final class RedisUserStore: UserStore {
         }
     }
 
-    /// KEYS: username key, user key. ARGV: user ID, username, password hash. 1 when registered, 0 when taken.
-    static let registerScript = RedisScript(
+    /// KEYS: user key. ARGV: username, password hash. Writes the record, stamped with Redis' clock.
+    static let recordScript = RedisScript(
         Lua.redisTime + """
-            if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
-            redis.call('HSET', KEYS[2], 'name', ARGV[2], 'pw', ARGV[3], 'created', redisTime())
+            redis.call('HSET', KEYS[1], 'name', ARGV[1], 'pw', ARGV[2], 'created', redisTime())
             return 1
             """
     )
 
-    /// KEYS: username key. ARGV: user key prefix. {id, name, hash} or nil.
-    static let findScript = RedisScript(
+    /// KEYS: username key. ARGV: user ID. 1 when reserved, 0 when taken.
+    static let reserveScript = RedisScript(
         """
-        local id = redis.call('GET', KEYS[1])
-        if not id then return nil end
-        local fields = redis.call('HMGET', ARGV[1] .. id, 'name', 'pw')
-        if not fields[1] or not fields[2] then return nil end
-        return {id, fields[1], fields[2]}
+        if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+        return 0
         """
     )
 }
 
-/// Redis answers `PING`: the service's readiness.
+/// The service's readiness: a writable master is known for every key (on a cluster: for every slot) and answers
+/// `PING`.
 public struct RedisReadinessProbe: ReadinessProbe {
     let redis: RedisClient
 
@@ -98,6 +106,7 @@ public struct RedisReadinessProbe: ReadinessProbe {
     }
 
     public func isReady() async -> Bool {
-        (try? await redis.ping()) ?? false
+        guard redis.isConnected else { return false }
+        return (try? await redis.ping()) ?? false
     }
 }

@@ -3,7 +3,9 @@ import Redis
 
 /// A bearer token: a random UUID v4 in canonical lowercase text, the only secret a client holds.
 ///
-/// 122 random bits from the system CSPRNG (`SystemRandomNumberGenerator`: getrandom(2) on Linux).
+/// 108 random bits from the system CSPRNG (`SystemRandomNumberGenerator`: getrandom(2) on Linux); the other 14 of a
+/// UUID v4's 122 are its user's `ShardTag`, which puts the session in its user's Redis Cluster slot. They reveal
+/// only which of 16384 buckets the user falls in, never who.
 /// Parsing accepts exactly the canonical form, so malformed input is rejected without touching Redis.
 /// Never logged or printed: `description` is redacted.
 public struct SessionToken: Sendable, Hashable, CustomStringConvertible {
@@ -12,14 +14,29 @@ public struct SessionToken: Sendable, Hashable, CustomStringConvertible {
 
     private init(uncheckedText: String) { self.text = uncheckedText }
 
-    /// A new random token.
-    public static func random() -> SessionToken {
+    /// A new random token for a user: it carries the user's shard tag in its first 14 bits.
+    public static func random(for user: UserID) -> SessionToken {
+        random(tag: user.tag)
+    }
+
+    /// A new random token bound to no user (122 random bits): for tests and decoys.
+    public static func random() -> SessionToken { random(tag: nil) }
+
+    /// A new random token: 122 random bits, or 108 and a tag.
+    private static func random(tag: ShardTag?) -> SessionToken {
         var generator = SystemRandomNumberGenerator()
         var bytes = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        if let tag {
+            bytes[0] = UInt8(tag.value >> 6)
+            bytes[1] = UInt8(truncatingIfNeeded: tag.value << 2) | (bytes[1] & 0x03)
+        }
         bytes[6] = (bytes[6] & 0x0F) | 0x40  // version 4
         bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
         return SessionToken(uncheckedText: UUIDText.format(bytes))
     }
+
+    /// The shard tag of the token's user (the slot of its session key on a cluster).
+    public var tag: ShardTag { ShardTag(uuid: text.utf8) }
 
     /// Parses a token; nil unless `text` is a canonical lowercase UUID v4.
     public init?(_ text: String) {
@@ -82,6 +99,9 @@ public struct UserID: Sendable, Hashable, CustomStringConvertible, Codable {
 
     /// A new random user ID.
     public static func random() -> UserID { UserID(uncheckedText: SessionToken.random().text) }
+
+    /// The user's shard tag: 14 random bits of the ID, which every token of the user repeats.
+    public var tag: ShardTag { ShardTag(uuid: text.utf8) }
 
     private init(uncheckedText: String) { self.text = uncheckedText }
 

@@ -48,6 +48,30 @@ public struct ServiceConfiguration: Sendable {
         redis.connectionCount = options.redisConnections
         redis.commandTimeout = .milliseconds(options.redisTimeoutMs)
         redis.connectTimeout = .milliseconds(options.redisTimeoutMs)
+        redis.sentinelPassword = options.redisSentinelPassword
+        redis.minReplicas = options.redisMinReplicas
+        redis.waitTimeout = .milliseconds(options.redisWaitTimeoutMs)
+        let tlsFiles = [options.redisTlsCaFile, options.redisTlsCertFile, options.redisTlsKeyFile]
+        if redis.tls != nil {
+            let tls = RedisConfiguration.TLS(
+                caFile: options.redisTlsCaFile, certificateFile: options.redisTlsCertFile, keyFile: options.redisTlsKeyFile
+            )
+            redis.tls = tls
+            do {
+                // Unreadable or mismatched files stop the start, with the reason, rather than fail every connection.
+                _ = try RedisConfiguration.makeTLSContext(tls)
+            } catch let error as RedisError {
+                throw ConfigurationError("REDIS_TLS_*: \(error.message)")
+            } catch {
+                throw ConfigurationError("REDIS_TLS_*: cannot load the TLS files")
+            }
+        } else if tlsFiles.contains(where: { $0 != nil }) {
+            throw ConfigurationError("REDIS_TLS_* files are set but REDIS_URL is not a rediss…:// URL")
+        }
+        let isSentinel = if case .sentinel = redis.topology { true } else { false }
+        if options.redisSentinelPassword != nil, !isSentinel {
+            warnings.append("REDIS_SENTINEL_PASSWORD is set but REDIS_URL is not a redis-sentinel:// URL; ignored")
+        }
         sessions = SessionConfiguration(
             idleTimeout: .seconds(options.sessionIdleTimeout), absoluteTimeout: .seconds(options.sessionAbsoluteTimeout),
             keyPrefix: options.keyPrefix, maxSessionsPerUser: options.maxSessionsPerUser

@@ -30,8 +30,39 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: "Connections open at once; beyond it a new one gets 503 and is closed. The default is 80% of the open-file limit.")
     public var maxConnections = max(16, System.openFileLimit * 8 / 10)
 
-    @Option(help: "redis://[user[:password]@]host[:port][/db] or unix:///path/redis.sock[?db=N]")
+    @Option(
+        help: """
+            redis://[user[:password]@]host[:port][/db], unix:///path/redis.sock[?db=N], \
+            redis-sentinel://[[user:]password@]host1[:26379][,host2[:port]]…[/db]#master-name, \
+            redis-cluster://[[user:]password@]host1[:port1][,host2[:port2]]…; rediss… for TLS
+            """
+    )
     public var redisURL = "redis://127.0.0.1:6379/0"
+
+    @Option(help: "Password of the sentinels (redis-sentinel:// URLs); the URL's credentials are the data nodes'.")
+    public var redisSentinelPassword: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "PEM file of the CAs that sign the Redis servers' certificates (rediss…:// URLs); default: the system's.", valueName: "path"))
+    public var redisTlsCaFile: String?
+
+    @Option(help: ArgumentHelp("PEM client certificate for Redis TLS (with --redis-tls-key-file).", valueName: "path"))
+    public var redisTlsCertFile: String?
+
+    @Option(help: ArgumentHelp("PEM private key of the client certificate.", valueName: "path"))
+    public var redisTlsKeyFile: String?
+
+    @Option(
+        help: """
+            Replicas that must confirm a revocation or registration (WAIT) before it is acknowledged; else 503. \
+            Default: 1 with Sentinel or Cluster, 0 with one node.
+            """
+    )
+    public var redisMinReplicas: Int?
+
+    @Option(help: ArgumentHelp("How long a durable write waits for its replicas.", valueName: "milliseconds"))
+    public var redisWaitTimeoutMs = 100
 
     @Option(help: ArgumentHelp("Seconds a session may go unused; every authenticated request renews it.", valueName: "seconds"))
     public var sessionIdleTimeout = 1800
@@ -105,6 +136,8 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(hashThreads, in: 1...256, "hash-threads")
         try Self.check(redisConnections, in: 1...64, "redis-connections")
         try Self.check(redisTimeoutMs, in: 10...60_000, "redis-timeout-ms")
+        try Self.check(redisWaitTimeoutMs, in: 1...60_000, "redis-wait-timeout-ms")
+        if let redisMinReplicas { try Self.check(redisMinReplicas, in: 0...100, "redis-min-replicas") }
         guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix must be at most 64 bytes") }
         do {
             _ = try RedisConfiguration(url: redisURL)

@@ -56,12 +56,13 @@ public enum SessionService {
     }
 }
 
-/// Logs Redis connection changes once per change, not once per reconnection attempt.
+/// Logs Redis connection changes once per change, not once per reconnection attempt: the first connection to each
+/// node, a failure that differs from the last one, a lost connection, a new master.
 final class RedisEventLog: Sendable {
     private let logger: Logger
     private let endpoint: String
     private let lastFailure = NIOLockedValueBox<String?>(nil)
-    private let everConnected = NIOLockedValueBox(false)
+    private let nodesSeen = NIOLockedValueBox<Set<String>>([])
 
     init(logger: Logger, endpoint: String) {
         self.logger = logger
@@ -70,26 +71,31 @@ final class RedisEventLog: Sendable {
 
     func record(_ event: RedisConnectionEvent) {
         switch event {
-        case .connected(let slot):
+        case .connected(let slot, let node):
             let wasFailing = lastFailure.withLockedValue { last in
                 defer { last = nil }
                 return last != nil
             }
-            let first = everConnected.withLockedValue { ever in
-                defer { ever = true }
-                return !ever
-            }
+            let first = nodesSeen.withLockedValue { $0.insert(node).inserted }
             if wasFailing || first {
-                logger.info("connected to Redis", metadata: ["redis.endpoint": "\(endpoint)", "redis.connection": "\(slot)"])
+                logger.info(
+                    "connected to Redis", metadata: ["redis.endpoint": "\(endpoint)", "redis.node": "\(node)", "redis.connection": "\(slot)"]
+                )
             }
-        case .connectFailed(_, let error):
+        case .connectFailed(_, let node, let error):
             let isNew = lastFailure.withLockedValue { last in
                 defer { last = error.message }
                 return last != error.message
             }
-            if isNew { logger.error("cannot use Redis", metadata: ["redis.endpoint": "\(endpoint)", "error": "\(error.message)"]) }
-        case .disconnected(let slot):
-            logger.warning("Redis connection lost", metadata: ["redis.endpoint": "\(endpoint)", "redis.connection": "\(slot)"])
+            if isNew {
+                logger.error("cannot use Redis", metadata: ["redis.endpoint": "\(endpoint)", "redis.node": "\(node)", "error": "\(error.message)"])
+            }
+        case .disconnected(let slot, let node):
+            logger.warning(
+                "Redis connection lost", metadata: ["redis.endpoint": "\(endpoint)", "redis.node": "\(node)", "redis.connection": "\(slot)"]
+            )
+        case .masterChanged(let node):
+            logger.warning("Redis master changed", metadata: ["redis.endpoint": "\(endpoint)", "redis.master": "\(node)"])
         }
     }
 }

@@ -259,7 +259,7 @@ import Testing
         let configuration = try RedisConfiguration(url: "redis://tester:wrong-pass@\(host):\(port)/0")
         let failures = FailureLog()
         let client = RedisClient(configuration: configuration) { event in
-            if case .connectFailed(_, let error) = event { failures.append(error) }
+            if case .connectFailed(_, _, let error) = event { failures.append(error) }
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await client.run() }

@@ -193,7 +193,7 @@ import Testing
             )
             let user = UserID.random()
             let (token, session) = try await store.create(for: user)
-            let key = KeySchema(prefix: prefix).session(session.id)
+            let key = KeySchema(prefix: prefix).session(session.id, tag: user.tag)
             let index = KeySchema(prefix: prefix).sessionIndex(user)
             // Redis' PEXPIRETIME against what create returned, not TTL windows a loaded machine misses. Within 3 ms:
             // the script reads TIME a moment after Redis fixed the time it computes expiries from.

@@ -461,14 +461,43 @@ extension ISO8601DateFormatter {
         #expect(secret?.description.contains("hunter2") == false)
     }
 
+    @Test func highAvailabilitySettingsAreRead() throws {
+        let sentinel = try ServiceConfiguration(
+            environment: [
+                "REDIS_URL": "redis-sentinel://:data@s1,s2:26380/0#mymaster", "REDIS_SENTINEL_PASSWORD": "sentinel-secret",
+                "REDIS_MIN_REPLICAS": "2", "REDIS_WAIT_TIMEOUT_MS": "250",
+            ],
+            arguments: []
+        )
+        #expect(
+            sentinel.redis.topology == .sentinel(masterName: "mymaster", sentinels: [.tcp(host: "s1", port: 26379), .tcp(host: "s2", port: 26380)]))
+        #expect(sentinel.redis.sentinelPassword == "sentinel-secret" && sentinel.redis.password == "data")
+        #expect(sentinel.redis.effectiveMinReplicas == 2 && sentinel.redis.waitTimeout == .milliseconds(250))
+        let cluster = try ServiceConfiguration(environment: ["REDIS_URL": "redis-cluster://a:7000,b:7001"], arguments: [])
+        #expect(cluster.redis.effectiveMinReplicas == 1)
+        #expect(
+            try ServiceConfiguration(environment: ["REDIS_MIN_REPLICAS": "0", "REDIS_URL": "redis-cluster://a"], arguments: []).redis
+                .effectiveMinReplicas == 0)
+        // TLS files need a rediss URL; a TLS URL needs readable files; neither message repeats a password.
+        #expect(throws: ConfigurationError.self) {
+            try ServiceConfiguration(environment: ["REDIS_TLS_CA_FILE": "/etc/hostname"], arguments: [])
+        }
+        let missing = #expect(throws: ConfigurationError.self) {
+            try ServiceConfiguration(environment: ["REDIS_URL": "rediss://:hunter2@h", "REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"], arguments: [])
+        }
+        #expect(missing?.description.contains("hunter2") == false)
+        #expect(missing?.description.contains("REDIS_TLS") == true)
+    }
+
     /// Every option's flag, as derived for the environment, is one ArgumentParser knows: the names are declared once.
     @Test func everyFlagReadsItsEnvironmentVariable() throws {
         let help = ServiceOptions.helpMessage()
-        #expect(ServiceOptions.flags.count == 24)
+        #expect(ServiceOptions.flags.count == 30)
         for flag in ServiceOptions.flags {
             #expect(help.contains("--\(flag) "), "\(flag)")
         }
         #expect(ServiceOptions.environmentName(ofFlag: "redis-timeout-ms") == "REDIS_TIMEOUT_MS")
+        #expect(ServiceOptions.environmentName(ofFlag: "redis-tls-ca-file") == "REDIS_TLS_CA_FILE")
         #expect(ServiceOptions.arguments(fromEnvironment: ["REDIS_URL": "redis://h", "HOME": "/root"]) == ["--redis-url", "redis://h"])
     }
 

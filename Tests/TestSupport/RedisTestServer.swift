@@ -24,6 +24,33 @@ public enum TestRedis {
         return configuration
     }
 
+    /// The shared Sentinel shape (master, two replicas, three sentinels) scripts/test starts; never reconfigured.
+    public static func sentinelConfiguration() throws -> RedisConfiguration {
+        var configuration = try RedisConfiguration(url: environment("TEST_SENTINEL_URL"))
+        configuration.sentinelPassword = environment("TEST_SENTINEL_PASSWORD")
+        return configuration
+    }
+
+    /// The shared 3+3 Redis Cluster scripts/test starts; never reconfigured.
+    public static func clusterConfiguration() throws -> RedisConfiguration {
+        try RedisConfiguration(url: environment("TEST_CLUSTER_URL"))
+    }
+
+    /// The cluster only the slot-migration test uses (it moves slots between masters).
+    public static func migrationClusterConfiguration() throws -> RedisConfiguration {
+        try RedisConfiguration(url: environment("TEST_CLUSTER_MIGRATION_URL"))
+    }
+
+    /// The HA shapes' data-node password, for admin clients to single nodes.
+    public static var haAdminPassword: String { environment("TEST_HA_ADMIN_PASSWORD") }
+
+    private static func environment(_ name: String) -> String {
+        guard let value = ProcessInfo.processInfo.environment[name] else {
+            fatalError("\(name) is not set: run the tests with scripts/test, which starts the Sentinel and Cluster shapes")
+        }
+        return value
+    }
+
     /// A key no other test uses.
     public static func uniqueKey(_ label: String = "test") -> String {
         "test:\(label):\(UUID().uuidString.lowercased())"

@@ -1,0 +1,238 @@
+import Atomics
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOSSL
+
+/// A Redis Cluster's slot map and one connection pool per master.
+///
+/// The map comes from `CLUSTER SHARDS` (asked of any node that answers: a pooled master first, then the seeds and
+/// every node seen before). A refresh is single-flight and rate-limited: any number of `MOVED` replies or lost
+/// connections in a burst cause at most one `CLUSTER SHARDS` per `minimumRefreshInterval`. A `MOVED` also updates its
+/// slot at once, so the retry goes to the right node before the refresh lands. Pools of nodes that are no longer
+/// masters are stopped.
+final class RedisCluster: Sendable {
+    private struct State {
+        /// The master of each slot, nil while unknown.
+        var slots: [RedisConfiguration.Endpoint?] = Array(repeating: nil, count: HashSlot.count)
+        var pools: [RedisConfiguration.Endpoint: RedisNodePool] = [:]
+        /// Every node seen, for asking CLUSTER SHARDS when the seeds are gone.
+        var known: [RedisConfiguration.Endpoint]
+        var lastRefresh: ContinuousClock.Instant?
+        var refreshRequested = false
+    }
+
+    private let configuration: RedisConfiguration
+    private let tls: NIOSSLContext?
+    private let logger: Logger
+    private let loops: [any EventLoop]
+    private let onEvent: @Sendable (RedisConnectionEvent) -> Void
+    private let state: NIOLockedValueBox<State>
+    /// Wakes the refresh loop, and hands it new pools to run.
+    private let wakeUps: AsyncStream<RedisNodePool?>.Continuation
+    private let wakeUpStream: AsyncStream<RedisNodePool?>
+    private let minimumRefreshInterval = Duration.milliseconds(100)
+    private let periodicRefresh = Duration.seconds(5)
+
+    init(
+        seeds: [RedisConfiguration.Endpoint], configuration: RedisConfiguration, tls: NIOSSLContext?, logger: Logger, loops: [any EventLoop],
+        onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void
+    ) {
+        self.configuration = configuration
+        self.tls = tls
+        self.logger = logger
+        self.loops = loops
+        self.onEvent = onEvent
+        self.state = NIOLockedValueBox(State(known: seeds))
+        (wakeUpStream, wakeUps) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
+    }
+
+    /// Keeps the map fresh and the masters' pools running until cancelled.
+    func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.refreshLoop() }
+            for await pool in wakeUpStream {
+                if let pool { group.addTask { await pool.run() } }
+            }
+        }
+        let pools = state.withLockedValue { $0.pools.values }
+        for pool in pools { pool.stop() }
+    }
+
+    /// Ends `run()`.
+    func finish() {
+        wakeUps.finish()
+    }
+
+    private func refreshLoop() async {
+        let clock = ContinuousClock()
+        while !Task.isCancelled {
+            do {
+                try await refresh()
+            } catch {
+                logger.debug("cannot read the cluster's slots", metadata: ["error": "\(error)"])
+            }
+            // Sleep until the next periodic refresh, or less while a refresh is wanted (after MOVED, a lost node).
+            let start = clock.now
+            while !Task.isCancelled {
+                try? await Task.sleep(for: minimumRefreshInterval)
+                let (wanted, covered) = state.withLockedValue { ($0.refreshRequested, !$0.slots.contains(nil)) }
+                if wanted || !covered || clock.now - start >= periodicRefresh { break }
+            }
+        }
+        finish()
+    }
+
+    /// Asks for a refresh soon (at most one per `minimumRefreshInterval`).
+    func requestRefresh() {
+        state.withLockedValue { $0.refreshRequested = true }
+    }
+
+    /// A connection to the master of `slot` (nil: any master), preferring one on `eventLoop`.
+    func connection(slot: UInt16?, replies: Int, preferring eventLoop: (any EventLoop)?) throws(RedisError) -> RedisConnection {
+        let pool: RedisNodePool? = state.withLockedValue { state in
+            if let slot { return state.slots[Int(slot)].flatMap { state.pools[$0] } }
+            return state.pools.values.first { $0.isConnected }
+        }
+        guard let pool else {
+            requestRefresh()
+            throw RedisError(.unavailable, "no master is known for this key's slot")
+        }
+        return try pool.connection(replies: replies, preferring: eventLoop)
+    }
+
+    /// A connection to a node named by a redirect, starting a pool for it when it is new.
+    func connection(to endpoint: RedisConfiguration.Endpoint, replies: Int, preferring eventLoop: (any EventLoop)?) throws(RedisError)
+        -> RedisConnection
+    {
+        try pool(for: endpoint).connection(replies: replies, preferring: eventLoop)
+    }
+
+    /// `MOVED slot host:port`: the slot lives on that node now.
+    func moved(slot: UInt16, to endpoint: RedisConfiguration.Endpoint) {
+        _ = pool(for: endpoint)
+        state.withLockedValue { $0.slots[Int(slot)] = endpoint }
+        requestRefresh()
+    }
+
+    /// Whether every slot has a master with a live connection.
+    var isConnected: Bool {
+        state.withLockedValue { state in
+            guard !state.slots.contains(nil) else { return false }
+            return Set(state.slots.compactMap { $0 }).allSatisfy { state.pools[$0]?.isConnected ?? false }
+        }
+    }
+
+    private func pool(for endpoint: RedisConfiguration.Endpoint) -> RedisNodePool {
+        let (pool, isNew) = state.withLockedValue { state -> (RedisNodePool, Bool) in
+            if let pool = state.pools[endpoint] { return (pool, false) }
+            let pool = RedisNodePool(
+                configuration: configuration, loops: loops, purpose: .master, tls: tls, logger: logger, onEvent: onEvent,
+                resolve: { endpoint }
+            )
+            state.pools[endpoint] = pool
+            if !state.known.contains(endpoint) { state.known.append(endpoint) }
+            return (pool, true)
+        }
+        if isNew { wakeUps.yield(pool) }
+        return pool
+    }
+
+    /// Reads `CLUSTER SHARDS` from the first node that answers and installs the map.
+    private func refresh() async throws {
+        let clock = ContinuousClock()
+        let (candidates, pooled) = state.withLockedValue { state in
+            state.refreshRequested = false
+            state.lastRefresh = clock.now
+            return (state.known, Array(state.pools.values))
+        }
+        let shardsCommand = RedisCommand("CLUSTER", ["SHARDS"])
+        var reply: RESPValue?
+        for pool in pooled where pool.isConnected {
+            if let connection = try? pool.connection(), let answer = try? await connection.send(shardsCommand, reserved: true), answer.array != nil {
+                reply = answer
+                break
+            }
+        }
+        if reply == nil {
+            for endpoint in candidates {
+                guard
+                    let connection = try? await RedisConnection.connect(
+                        to: endpoint, configuration: configuration, purpose: .data, tls: tls, on: loops[0]
+                    )
+                else { continue }
+                let answer = try? await connection.send(shardsCommand)
+                connection.channel.close(promise: nil)
+                if let answer, answer.array != nil {
+                    reply = answer
+                    break
+                }
+            }
+        }
+        guard let shards = reply?.array else { throw RedisError(.unavailable, "no cluster node answers CLUSTER SHARDS") }
+        install(Self.parse(shards: shards, tls: tls != nil))
+    }
+
+    /// Installs a map: pools for new masters, stops for former ones.
+    private func install(_ map: [(range: ClosedRange<Int>, master: RedisConfiguration.Endpoint)]) {
+        var slots = [RedisConfiguration.Endpoint?](repeating: nil, count: HashSlot.count)
+        for (range, master) in map {
+            for slot in range where slot < HashSlot.count { slots[slot] = master }
+        }
+        let masters = Set(map.map(\.master))
+        for master in masters { _ = pool(for: master) }
+        let (stopped, changed) = state.withLockedValue { state -> ([RedisNodePool], Bool) in
+            // The first map is no change; a later one that differs is (a failover, a resharding).
+            let changed = state.slots != slots && state.slots.contains { $0 != nil }
+            state.slots = slots
+            var stopped: [RedisNodePool] = []
+            for (endpoint, pool) in state.pools where !masters.contains(endpoint) {
+                stopped.append(pool)
+                state.pools[endpoint] = nil
+            }
+            return (stopped, changed)
+        }
+        for pool in stopped { pool.stop() }
+        if changed {
+            logger.info("cluster slot map updated", metadata: ["redis.masters": "\(masters.map(\.description).sorted())"])
+            onEvent(.masterChanged(node: masters.map(\.description).sorted().joined(separator: ",")))
+        }
+    }
+
+    /// The masters and their slot ranges in a `CLUSTER SHARDS` reply (RESP2: maps are flat arrays of name, value).
+    /// A shard's master is its node with role master and health online (during a failover, the old master may still
+    /// be listed as a failed master).
+    static func parse(shards: [RESPValue], tls: Bool) -> [(range: ClosedRange<Int>, master: RedisConfiguration.Endpoint)] {
+        var result: [(ClosedRange<Int>, RedisConfiguration.Endpoint)] = []
+        for shard in shards {
+            let fields = dictionary(shard)
+            guard let ranges = fields["slots"]?.array, let nodes = fields["nodes"]?.array else { continue }
+            var master: RedisConfiguration.Endpoint?
+            for node in nodes {
+                let node = dictionary(node)
+                guard node["role"]?.string == "master", node["health"]?.string ?? "online" == "online" else { continue }
+                let host = node["endpoint"]?.string.flatMap { $0 == "?" || $0.isEmpty ? nil : $0 } ?? node["ip"]?.string
+                let port = (tls ? node["tls-port"]?.int : nil) ?? node["port"]?.int
+                if let host, let port { master = .tcp(host: host, port: Int(port)) }
+            }
+            guard let master else { continue }
+            var index = 0
+            while index + 1 < ranges.count {
+                if let low = ranges[index].int, let high = ranges[index + 1].int, low <= high { result.append((Int(low)...Int(high), master)) }
+                index += 2
+            }
+        }
+        return result
+    }
+
+    private static func dictionary(_ value: RESPValue) -> [String: RESPValue] {
+        guard let items = value.array else { return [:] }
+        var result: [String: RESPValue] = [:]
+        var index = 0
+        while index + 1 < items.count {
+            if let key = items[index].string { result[key] = items[index + 1] }
+            index += 2
+        }
+        return result
+    }
+}
