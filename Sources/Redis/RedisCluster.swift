@@ -98,7 +98,13 @@ final class RedisCluster: Sendable {
             requestRefresh()
             throw RedisError(.unavailable, "no master is known for this key's slot")
         }
-        return try pool.connection(replies: replies, preferring: eventLoop)
+        do {
+            return try pool.connection(replies: replies, preferring: eventLoop)
+        } catch {
+            // A master with no live connection may have failed over: look at the map again soon.
+            if error.code == .unavailable { requestRefresh() }
+            throw error
+        }
     }
 
     /// A connection to a node named by a redirect, starting a pool for it when it is new.

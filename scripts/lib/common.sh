@@ -39,8 +39,11 @@ start_redis() {
     local name="$1" port="$2"; shift 2
     local dir="$STATE_DIR/$name"
     mkdir -p "$dir"
-    redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes \
-        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" "$@" >/dev/null
+    local command=(redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes
+        --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" "$@")
+    # The exact command, so a drill can restart a node it killed ($dir/restart).
+    printf '%q ' "${command[@]}" >"$dir/restart"
+    "${command[@]}" >/dev/null
     for _ in $(seq 1 100); do
         redis-cli -p "$port" --no-auth-warning ${REDISCLI_AUTH:+-a "$REDISCLI_AUTH"} ping 2>/dev/null | grep -qE 'PONG|NOAUTH' && return 0
         sleep 0.05

@@ -68,9 +68,11 @@ CONF
     local hosts="" port
     for port in "${SENTINEL_PORTS[@]}"; do hosts+="${hosts:+,}127.0.0.1:$port"; done
     SENTINEL_URL="redis-sentinel://:$HA_DATA_PASSWORD@$hosts/0#mymaster"
-    # Ready when every sentinel knows the master, both replicas and the other sentinels.
+    # Ready when both replicas are in sync (a durable write's WAIT counts only those), and every sentinel knows the
+    # master, both replicas and the other sentinels.
     for _ in $(seq 1 200); do
         local ready=1
+        [ "$(redis_ha_cli "$master" info replication | grep -c 'state=online')" = 2 ] || ready=0
         for port in "${SENTINEL_PORTS[@]}"; do
             REDISCLI_AUTH="$HA_SENTINEL_PASSWORD" redis-cli -p "$port" sentinel master mymaster 2>/dev/null |
                 tr '\n' ' ' | grep -qE 'num-slaves 2 .*num-other-sentinels 2 ' || ready=0
@@ -101,7 +103,13 @@ start_cluster_shape() {
         for port in "${CLUSTER_PORTS[@]}"; do
             redis_ha_cli "$port" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
         done
-        # Every node must also agree there are three masters with a replica each before a test starts.
+        # Every node must also agree there are three masters with a replica each, each replica in sync (a durable
+        # write's WAIT counts only those), before a test starts.
+        for port in "${CLUSTER_PORTS[@]}"; do
+            if redis_ha_cli "$port" role 2>/dev/null | head -1 | grep -q master; then
+                redis_ha_cli "$port" info replication | grep -q 'state=online' || ok=0
+            fi
+        done
         [ "$ok" = 1 ] && [ "$(redis_ha_cli "${CLUSTER_PORTS[0]}" cluster nodes | grep -c slave)" = 3 ] && break
         sleep 0.1
     done
