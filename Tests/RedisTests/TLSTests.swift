@@ -1,0 +1,72 @@
+import Foundation
+import NIOCore
+import TestSupport
+import Testing
+
+@testable import Redis
+
+/// `rediss://` against a redis-server that speaks only TLS and requires a client certificate, with the throwaway CA
+/// scripts/test makes (scripts/lib/tls.sh): the server's chain and host name are always verified.
+@Suite struct TLSTests {
+    private static var port: Int { Int(ProcessInfo.processInfo.environment["TEST_TLS_PORT"] ?? "") ?? 0 }
+    private static func file(_ name: String) -> String {
+        guard let directory = ProcessInfo.processInfo.environment["TEST_TLS_DIR"] else {
+            fatalError("TEST_TLS_DIR is not set: run the tests with scripts/test, which starts a TLS redis-server")
+        }
+        return directory + "/" + name
+    }
+
+    private static func configuration(host: String = "localhost", ca: String = "ca.pem", clientCertificate: Bool = true) throws
+        -> RedisConfiguration
+    {
+        var configuration = try RedisConfiguration(url: "rediss://\(host):\(port)/0")
+        configuration.tls = .init(
+            caFile: file(ca), certificateFile: clientCertificate ? file("client.pem") : nil, keyFile: clientCertificate ? file("client.key") : nil
+        )
+        return configuration
+    }
+
+    /// The first failure of a client that cannot connect, as the service would log it.
+    private static func connectionFailure(_ configuration: RedisConfiguration) async throws -> RedisError? {
+        let failure = Locked<RedisError?>(nil)
+        let client = RedisClient(configuration: configuration) { event in
+            if case .connectFailed(_, _, let error) = event, failure.value == nil { failure.value = error }
+        }
+        let connected = try await client.withRunning(waitingUpTo: nil) {
+            for _ in 0..<200 where failure.value == nil && !client.isConnected { try await Task.sleep(for: .milliseconds(10)) }
+            return client.isConnected
+        }
+        #expect(!connected)
+        return failure.value
+    }
+
+    @Test func commandsRunOverVerifiedTLS() async throws {
+        try await TestRedis.withClient(try Self.configuration()) { (redis: RedisClient) async throws in
+            let key = TestRedis.uniqueKey("tls")
+            try await redis.set(key, to: "over tls")
+            #expect(try await redis.get(key).map { String(buffer: $0) } == "over tls")
+            let script = RedisScript("return redis.call('GET', KEYS[1])")
+            #expect(try await redis.evaluate(script, keys: [key]).string == "over tls")
+        }
+    }
+
+    @Test func aServerSignedByAnotherCAIsRefusedAndSaysWhy() async throws {
+        let error = try #require(try await Self.connectionFailure(try Self.configuration(ca: "other-ca.pem")))
+        #expect(error.message.contains("CERTIFICATE_VERIFY_FAILED"), "\(error.message)")
+    }
+
+    @Test func aCertificateForAnotherHostNameIsRefusedAndSaysWhy() async throws {
+        // The certificate names `localhost` only; 127.0.0.1 is not in it.
+        let error = try #require(try await Self.connectionFailure(try Self.configuration(host: "127.0.0.1")))
+        #expect(error.message.contains("failedToValidateHostname"), "\(error.message)")
+    }
+
+    @Test func aServerThatRequiresAClientCertificateRefusesNone() async throws {
+        #expect(try await Self.connectionFailure(try Self.configuration(clientCertificate: false)) != nil)
+    }
+
+    @Test func unreadableTLSFilesAreAConfigurationError() {
+        #expect(redisErrorCode { try RedisConfiguration.makeTLSContext(.init(caFile: "/nonexistent/ca.pem")) } == .configuration)
+        #expect(redisErrorCode { try RedisConfiguration.makeTLSContext(.init(certificateFile: Self.file("client.pem"))) } == .configuration)
+    }
+}
