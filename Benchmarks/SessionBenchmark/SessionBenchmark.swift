@@ -10,6 +10,7 @@ import SessionCore
 ///     session-bench memory REDIS_URL SESSIONS
 ///         prints Redis' used_memory growth per session over SESSIONS new sessions (100 per user), then removes them.
 ///         The keys carry the service's default prefix, so the database must be empty.
+/// REDIS_URL may be any topology (`redis-sentinel://…` reads `REDIS_SENTINEL_PASSWORD`).
 @main
 struct SessionBenchmark {
     static func main() async throws {
@@ -18,7 +19,9 @@ struct SessionBenchmark {
             print("usage: session-bench seed REDIS_URL KEY_PREFIX USERS SESSIONS_PER_USER TOKENS_FILE | memory REDIS_URL SESSIONS")
             exit(2)
         }
-        let client = RedisClient(configuration: try RedisConfiguration(url: arguments[2]))
+        var configuration = try RedisConfiguration(url: arguments[2])
+        configuration.sentinelPassword = ProcessInfo.processInfo.environment["REDIS_SENTINEL_PASSWORD"]
+        let client = RedisClient(configuration: configuration)
         try await client.withRunning {
             switch arguments[1] {
             case "seed":
