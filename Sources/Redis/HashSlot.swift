@@ -46,13 +46,23 @@ extension RedisCommand {
     /// (after the script and the key count) and the keyless commands above.
     public var hashSlot: UInt16? {
         guard count > 1 else { return nil }
-        let name = self.name.uppercased()
-        if Self.keyless.contains(name) { return nil }
-        if name == "EVAL" || name == "EVALSHA" || name == "FCALL" || name == "FCALL_RO" {
-            guard count > 3, let keyCount = Int(String(decoding: argument(2), as: UTF8.self)), keyCount > 0 else { return nil }
+        // The hot path (every verification on a cluster): the client's own EVALSHA, spelled as it sends it.
+        if lengths[0] == 7, storage.starts(with: Self.evalsha) {
+            guard count > 3, lengths[2] == 1, storage[lengths[0] + lengths[1]] != UInt8(ascii: "0") else { return scriptKeySlot }
             return HashSlot.of(argument(3))
         }
+        let name = self.name.uppercased()
+        if Self.keyless.contains(name) { return nil }
+        if name == "EVAL" || name == "EVALSHA" || name == "FCALL" || name == "FCALL_RO" { return scriptKeySlot }
         return HashSlot.of(argument(1))
+    }
+
+    private static let evalsha = Array("EVALSHA".utf8)
+
+    /// The slot of a script's first key (argument 3), when its key count (argument 2) is not 0.
+    private var scriptKeySlot: UInt16? {
+        guard count > 3, let keyCount = Int(String(decoding: argument(2), as: UTF8.self)), keyCount > 0 else { return nil }
+        return HashSlot.of(argument(3))
     }
 
     /// The bytes of argument `index` (0 is the name).

@@ -274,11 +274,13 @@ public final class RedisClient: Service, Sendable {
         }
         var slot: UInt16?
         if case .cluster = route {
-            let slots = Set(commands.compactMap(\.hashSlot))
-            guard slots.count <= 1 else {
-                return deliver(.failure(RedisError(.server, "CROSSSLOT the commands of one pipeline must share a hash slot on a cluster")))
+            for command in commands {
+                guard let commandSlot = command.hashSlot else { continue }
+                guard slot == nil || slot == commandSlot else {
+                    return deliver(.failure(RedisError(.server, "CROSSSLOT the commands of one pipeline must share a hash slot on a cluster")))
+                }
+                slot = commandSlot
             }
-            slot = slots.first
         }
         dispatch(commands, slot: slot, target: .slot, attempt: 0, on: eventLoop, completion: deliver)
     }
