@@ -56,6 +56,11 @@ public struct APIError: HTTPResponseError, Sendable {
         )
     }
 
+    /// 403 for a cookie-authenticated unsafe request (or a browser login) from another site: CSRF.
+    public static var crossOriginRequest: APIError {
+        APIError(.forbidden, code: "cross_origin_request", message: "cross-origin request refused (CSRF protection)")
+    }
+
     /// 400 with a reason.
     public static func invalidRequest(_ message: String) -> APIError {
         APIError(.badRequest, code: "invalid_request", message: message)

@@ -90,4 +90,5 @@ extension HTTPField.Name {
     static let xUserID = Self("X-User-Id")!
     static let xSessionID = Self("X-Session-Id")!
     static let xForwardedFor = Self("X-Forwarded-For")!
+    static let secFetchSite = Self("Sec-Fetch-Site")!
 }

@@ -1,9 +1,14 @@
+import HTTPTypes
 public import Hummingbird
 import Logging
 import Metrics
 public import SessionCore
 
-/// Authenticates `Authorization: Bearer <token>` against a `SessionStore`, or answers 401/503 itself.
+/// Authenticates `Authorization: Bearer <token>` — or, with a `SessionCookie`, the session cookie of a request that
+/// has no `Authorization` — against a `SessionStore`, or answers 401/403/503 itself.
+///
+/// A cookie-authenticated unsafe request (not GET/HEAD/OPTIONS) must pass the cross-origin check first (403
+/// `cross_origin_request`), before its cookie is looked at; bearer requests are not affected.
 ///
 /// Add it in front of the routes it protects; behind it, `context.session` is set:
 /// ```swift
@@ -19,19 +24,24 @@ public import SessionCore
 /// Cost: a malformed token is refused without touching the store; anything else costs one store round trip.
 public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: RouterMiddleware {
     let store: any SessionStore
+    /// The browser transport; nil: bearer only.
+    let cookie: SessionCookie?
     private let verified = Counter(label: "session_verifications_total", dimensions: [("result", "ok")])
     private let invalid = Counter(label: "session_verifications_total", dimensions: [("result", "invalid")])
     private let malformed = Counter(label: "session_verifications_total", dimensions: [("result", "malformed")])
     private let missing = Counter(label: "session_verifications_total", dimensions: [("result", "missing")])
     private let storeErrors = Counter(label: "session_store_errors_total")
 
-    /// - Parameter store: where sessions live.
-    public init(store: any SessionStore) {
+    /// - Parameters:
+    ///   - store: where sessions live.
+    ///   - cookie: also accept this session cookie when a request has no `Authorization` header.
+    public init(store: any SessionStore, cookie: SessionCookie? = nil) {
         self.store = store
+        self.cookie = cookie
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let token = try token(from: request.headers[values: .authorization])
+        let token = try token(from: request.head)
         let result: Result<Session?, SessionError>
         do throws(SessionError) {
             result = .success(try await store.authenticate(token))
@@ -49,6 +59,31 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
     }
 
     // The two steps of a verification, shared with `EdgeHandler` (the fast path) so both paths answer and count alike.
+
+    /// The token of a request — the `Authorization` header's, else the cookie's — or the 401/400/403 to answer
+    /// (counted).
+    func token(from request: HTTPRequest) throws(APIError) -> SessionToken {
+        let authorization = request.headerFields[values: .authorization]
+        guard let cookie, authorization.isEmpty else { return try token(from: authorization) }
+        if SessionCookie.isUnsafe(request.method.rawValue),
+            !cookie.allowsUnsafe(
+                origin: request.headerFields[.origin], secFetchSite: request.headerFields[.secFetchSite], host: request.authority
+            )
+        {
+            malformed.increment()
+            throw .crossOriginRequest
+        }
+        switch cookie.parse(request.headerFields[values: .cookie]) {
+        case .missing:
+            missing.increment()
+            throw .missingToken
+        case .malformed:
+            malformed.increment()
+            throw .invalidToken
+        case .token(let token):
+            return token
+        }
+    }
 
     /// The token in the `Authorization` values, or the 401/400 to answer (counted).
     func token(from authorization: [String]) throws(APIError) -> SessionToken {

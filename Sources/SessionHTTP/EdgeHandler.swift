@@ -48,11 +48,11 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let metrics: [Int: RouteMetrics]
         let activeRequests = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", "GET")])
 
-        init(store: any EventLoopSessionAuthenticating, logger: Logger) {
+        init(store: any EventLoopSessionAuthenticating, cookie: SessionCookie? = nil, logger: Logger) {
             self.store = store
-            self.authenticator = BearerAuthenticator(store: store)
+            self.authenticator = BearerAuthenticator(store: store, cookie: cookie)
             self.logger = logger
-            self.metrics = Dictionary(uniqueKeysWithValues: [200, 400, 401, 503].map { ($0, RouteMetrics(status: $0)) })
+            self.metrics = Dictionary(uniqueKeysWithValues: [200, 400, 401, 403, 503].map { ($0, RouteMetrics(status: $0)) })
         }
     }
 
@@ -179,7 +179,7 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         shared.activeRequests.increment()
         let token: SessionToken
         do {
-            token = try shared.authenticator.token(from: request.headerFields[values: .authorization])
+            token = try shared.authenticator.token(from: request)
         } catch {
             answer(error.status, error.responseHeaders, error.body, start: start, context: context)
             return

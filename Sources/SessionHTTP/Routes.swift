@@ -14,6 +14,8 @@ public struct Routes: Sendable {
     let trustedProxies: TrustedProxies
     let maxBodySize: Int
     let metricsText: @Sendable () -> String
+    /// The browser transport: `/v1/browser/*` and the cookie every authenticated route also accepts.
+    let cookie: SessionCookie
 
     private let loginsOK = Counter(label: "session_logins_total", dimensions: [("result", "ok")])
     private let loginsFailed = Counter(label: "session_logins_total", dimensions: [("result", "failed")])
@@ -22,9 +24,10 @@ public struct Routes: Sendable {
 
     public init(
         accounts: AccountService, readiness: any ReadinessProbe, trustedProxies: TrustedProxies, maxBodySize: Int = 64 * 1024,
-        metricsText: @escaping @Sendable () -> String
+        cookie: SessionCookie = SessionCookie(), metricsText: @escaping @Sendable () -> String
     ) {
         self.maxBodySize = maxBodySize
+        self.cookie = cookie
         self.accounts = accounts
         self.sessions = accounts.sessions
         self.readiness = readiness
@@ -35,7 +38,7 @@ public struct Routes: Sendable {
     /// Paths the API serves, and their methods: for 405 and its `Allow` header.
     static func allowedMethods(for path: String) -> [String]? {
         switch path {
-        case "/v1/users", "/v1/login", "/v1/logout": return ["POST"]
+        case "/v1/users", "/v1/login", "/v1/logout", "/v1/browser/login", "/v1/browser/logout": return ["POST"]
         case "/v1/session", "/v1/verify", "/healthz", "/readyz", "/metrics": return ["GET", "HEAD"]
         case "/v1/sessions": return ["GET", "HEAD", "DELETE"]
         default:
@@ -58,8 +61,10 @@ public struct Routes: Sendable {
         }
         router.post("/v1/users") { request, context in try await self.register(request, context) }
         router.post("/v1/login") { request, context in try await self.login(request, context) }
+        router.post("/v1/browser/login") { request, context in try await self.browserLogin(request, context) }
+        router.post("/v1/browser/logout") { request, context in try await self.browserLogout(request, context) }
 
-        let authenticated = router.group().add(middleware: BearerAuthenticator<SessionRequestContext>(store: sessions))
+        let authenticated = router.group().add(middleware: BearerAuthenticator<SessionRequestContext>(store: sessions, cookie: cookie))
         // Runs only with VERIFY_FAST_PATH=off: by default `EdgeHandler` answers a plain GET /v1/verify in the channel
         // pipeline before it reaches the router (set a breakpoint there); HEAD and /v1/verify/** always come here.
         authenticated.get("/v1/verify") { _, context in try self.verify(context) }
@@ -105,9 +110,26 @@ public struct Routes: Sendable {
         }
     }
 
-    /// 1 EVALSHA (throttle) + 1 EVALSHA (user) + 1 bcrypt + 1 DEL (throttle) + 1 EVALSHA (session); a failure: throttle, user, bcrypt, 1 EVALSHA.
+    /// 3 EVALSHA at once (throttle) + 1 GET and 1 HMGET (user) + 1 bcrypt + 1 DEL (throttle) + 1 EVALSHA (session); a
+    /// failure: throttle, user, bcrypt, 3 EVALSHA.
     func login(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let credentials = try await CredentialsBody.decode(request, limit: maxBodySize)
+        let (token, session, user) = try await authenticate(credentials, request, context)
+        var response = try Self.json(.ok) { object in
+            object.field("token", token.text)
+            object.field("token_type", "Bearer")
+            object.field("expires_in", Self.secondsUntil(session.expiresAt))
+            object.field("user_id", user.id.text)
+            object.field("session_id", session.id.hex)
+        }
+        response.headers[HTTPField.Name("Pragma")!] = "no-cache"
+        return response
+    }
+
+    /// The login both transports share: throttling, the password check, a new session; counted and logged.
+    private func authenticate(_ credentials: CredentialsBody, _ request: Request, _ context: SessionRequestContext) async throws
+        -> (SessionToken, Session, User)
+    {
         let client = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
         do {
             let (token, session, user) = try await accounts.login(
@@ -115,16 +137,8 @@ public struct Routes: Sendable {
             )
             loginsOK.increment()
             context.logger.info("login", metadata: ["user.id": "\(user.id)", "session.id": "\(session.id.hex)"])
-            var response = try Self.json(.ok) { object in
-                object.field("token", token.text)
-                object.field("token_type", "Bearer")
-                object.field("expires_in", Self.secondsUntil(session.expiresAt))
-                object.field("user_id", user.id.text)
-                object.field("session_id", session.id.hex)
-            }
-            response.headers[HTTPField.Name("Pragma")!] = "no-cache"
-            return response
-        } catch let error as SessionError {
+            return (token, session, user)
+        } catch {
             switch error.code {
             case .invalidCredentials: loginsFailed.increment()
             case .tooManyAttempts: loginsThrottled.increment()
@@ -137,6 +151,52 @@ public struct Routes: Sendable {
             }
             throw APIError(error)
         }
+    }
+
+    /// `/v1/login` for browsers: the token goes into the session cookie, never into the body. JSON → 204; a form → 303
+    /// to its `return_to` when that is a same-origin path, else `/` (with `?error=<code>` on failure).
+    func browserLogin(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
+        guard cookie.allowsUnsafe(origin: request.headers[.origin], secFetchSite: request.headers[.secFetchSite], host: request.head.authority)
+        else { throw APIError.crossOriginRequest }
+        let isForm = CredentialsBody.isForm(request)
+        let credentials: CredentialsBody
+        do {
+            credentials = try await CredentialsBody.decode(request, limit: maxBodySize)
+        } catch let error as APIError where isForm {
+            return Self.redirect(to: SessionCookie.safeRedirect(nil), error: error.code)
+        }
+        let target = SessionCookie.safeRedirect(credentials.returnTo)
+        do {
+            let (token, session, _) = try await authenticate(credentials, request, context)
+            var response = isForm ? Self.redirect(to: target) : Response(status: .noContent)
+            response.headers[.setCookie] = cookie.setCookie(token, maxAge: Self.secondsUntil(session.absoluteExpiresAt))
+            response.headers[.cacheControl] = "no-store"
+            return response
+        } catch let error as APIError where isForm {
+            return Self.redirect(to: target, error: error.code)
+        }
+    }
+
+    /// Ends the session the cookie names (on every instance) and clears the cookie — also when the cookie is missing or
+    /// no longer valid. JSON or no body → 204; a form → 303 to `/`. 1 EVALSHA to authenticate + 1 to revoke.
+    func browserLogout(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
+        guard cookie.allowsUnsafe(origin: request.headers[.origin], secFetchSite: request.headers[.secFetchSite], host: request.head.authority)
+        else { throw APIError.crossOriginRequest }
+        if case .token(let token) = cookie.parse(request.headers[values: .cookie]) {
+            let session = try await core(context) { try await sessions.authenticate(token) }
+            if let session { _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) } }
+        }
+        var response = CredentialsBody.isForm(request) ? Self.redirect(to: "/") : Response(status: .noContent)
+        response.headers[.setCookie] = cookie.clearCookie
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    /// 303 See Other to a same-origin path, with `error=<code>` added to its query when given.
+    static func redirect(to target: String, error: String? = nil) -> Response {
+        var location = target
+        if let error { location += (target.contains("?") ? "&" : "?") + "error=" + error }
+        return Response(status: .seeOther, headers: [.location: location])
     }
 
     /// 1 EVALSHA.
@@ -258,6 +318,22 @@ public struct Routes: Sendable {
 struct CredentialsBody: Decodable {
     let username: String
     let password: String
+    /// Where a browser form login goes next (`/v1/browser/login` only).
+    let returnTo: String?
+
+    enum CodingKeys: String, CodingKey {
+        case username, password
+        case returnTo = "return_to"
+    }
+
+    /// Whether the body is a form (`application/x-www-form-urlencoded`), which browsers answer with redirects.
+    static func isForm(_ request: Request) -> Bool {
+        mediaType(request) == "application/x-www-form-urlencoded"
+    }
+
+    static func mediaType(_ request: Request) -> String {
+        request.headers[.contentType].map { $0.split(separator: ";", maxSplits: 1)[0].trimmingSpaces.lowercased() } ?? ""
+    }
 
     static func decode(_ request: Request, limit: Int) async throws -> CredentialsBody {
         let buffer: ByteBuffer
@@ -270,7 +346,7 @@ struct CredentialsBody: Decodable {
             throw APIError.invalidRequest("the request body could not be read")
         }
         // The media type alone decides how the body is read: JSON, or a form. Anything else (none included) is 415.
-        let mediaType = request.headers[.contentType].map { $0.split(separator: ";", maxSplits: 1)[0].trimmingSpaces.lowercased() } ?? ""
+        let mediaType = Self.mediaType(request)
         if mediaType == "application/x-www-form-urlencoded" {
             guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes), text.utf8.count == buffer.readableBytes,
                 String(validating: buffer.readableBytesView, as: UTF8.self) != nil

@@ -1,3 +1,4 @@
+import Foundation
 public import Logging
 public import Redis
 public import SessionCore
@@ -25,6 +26,8 @@ public struct ServiceConfiguration: Sendable {
     public var bcryptCost: UInt8
     public var hashThreads: Int
     public var verifyFastPath: Bool
+    /// The browser session cookie and its CSRF allowances.
+    public var cookie: SessionCookie
     /// What the executable should log at start about settings it adjusted (never a secret).
     public var warnings: [String] = []
 
@@ -94,6 +97,13 @@ public struct ServiceConfiguration: Sendable {
         bcryptCost = UInt8(options.bcryptCost)
         hashThreads = options.hashThreads
         verifyFastPath = options.verifyFastPath == .on
+        cookie = SessionCookie(
+            name: options.cookieName, secure: options.cookieSecure == .on,
+            allowedOrigins: Set(options.allowedOrigins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        )
+        if options.cookieSecure == .off {
+            warnings.append("COOKIE_SECURE=false: the session cookie is sent over plain HTTP; for local development only")
+        }
     }
 
     /// Reads the environment, then the flags over it (see `ServiceOptions`).

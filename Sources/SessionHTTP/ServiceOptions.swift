@@ -1,4 +1,5 @@
 public import ArgumentParser
+import Foundation
 public import Logging
 import Redis
 import SessionCore
@@ -112,6 +113,15 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp("Redis connect and per-command timeout.", valueName: "milliseconds"))
     public var redisTimeoutMs = 1000
 
+    @Option(help: "Name of the browser session cookie; default __Host-session, or session with --cookie-secure off.")
+    public var cookieName: String?
+
+    @Option(help: "on: the cookie is Secure (HTTPS only); off only for plain-HTTP development (logged as a warning).")
+    public var cookieSecure: Switch = .on
+
+    @Option(help: "Origins (scheme://host[:port]), comma-separated, allowed to send cookie-authenticated unsafe requests.")
+    public var allowedOrigins = ""
+
     @Option(help: "on: serve GET /v1/verify in the channel pipeline; off: through the router (same answers).")
     public var verifyFastPath: Switch = .on
 
@@ -139,6 +149,20 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(redisWaitTimeoutMs, in: 1...60_000, "redis-wait-timeout-ms")
         if let redisMinReplicas { try Self.check(redisMinReplicas, in: 0...100, "redis-min-replicas") }
         guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix must be at most 64 bytes") }
+        if let cookieName {
+            // RFC 6265 token characters only: no separators, spaces or controls.
+            let separators = Set("()<>@,;:\\\"/[]?={} \t".utf8)
+            guard !cookieName.isEmpty, cookieName.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && !separators.contains($0) }) else {
+                throw ValidationError("--cookie-name must be a cookie name (letters, digits and !#$%&'*+-.^_`|~)")
+            }
+            if cookieName.hasPrefix("__Host-"), cookieSecure == .off {
+                throw ValidationError("--cookie-name __Host-… needs --cookie-secure on: browsers refuse it without Secure")
+            }
+        }
+        for origin in allowedOrigins.split(separator: ",")
+        where SessionCookie.hostAndPort(ofOrigin: origin.trimmingCharacters(in: .whitespaces)) == nil {
+            throw ValidationError("--allowed-origins: '\(origin)' is not an origin (scheme://host[:port])")
+        }
         do {
             _ = try RedisConfiguration(url: redisURL)
         } catch let error as RedisError {

@@ -34,10 +34,10 @@ public enum SessionService {
         let router = Router(context: SessionRequestContext.self)
         Routes(
             accounts: accounts, readiness: RedisReadinessProbe(redis: redis), trustedProxies: configuration.trustedProxies,
-            maxBodySize: configuration.maxBodySize,
+            maxBodySize: configuration.maxBodySize, cookie: configuration.cookie,
             metricsText: metricsText
         ).add(to: router)
-        let verification = configuration.verifyFastPath ? EdgeHandler.Shared(store: sessions, logger: logger) : nil
+        let verification = configuration.verifyFastPath ? EdgeHandler.Shared(store: sessions, cookie: configuration.cookie, logger: logger) : nil
         return Application(
             router: router,
             server: .sessionHTTP1(
