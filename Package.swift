@@ -84,6 +84,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // The account page ships inside the binary: no resource bundle to install, no build step, no CDN.
+            resources: [
+                .embedInCode("AccountPage/account.html"), .embedInCode("AccountPage/account.css"), .embedInCode("AccountPage/account.js"),
+            ],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -16,6 +16,8 @@ public struct Routes: Sendable {
     let metricsText: @Sendable () -> String
     /// The browser transport: `/v1/browser/*` and the cookie every authenticated route also accepts.
     let cookie: SessionCookie
+    /// Whether `GET /account` is served.
+    let accountPage: Bool
 
     private let loginsOK = Counter(label: "session_logins_total", dimensions: [("result", "ok")])
     private let loginsFailed = Counter(label: "session_logins_total", dimensions: [("result", "failed")])
@@ -24,10 +26,11 @@ public struct Routes: Sendable {
 
     public init(
         accounts: AccountService, readiness: any ReadinessProbe, trustedProxies: TrustedProxies, maxBodySize: Int = 64 * 1024,
-        cookie: SessionCookie = SessionCookie(), metricsText: @escaping @Sendable () -> String
+        cookie: SessionCookie = SessionCookie(), accountPage: Bool = true, metricsText: @escaping @Sendable () -> String
     ) {
         self.maxBodySize = maxBodySize
         self.cookie = cookie
+        self.accountPage = accountPage
         self.accounts = accounts
         self.sessions = accounts.sessions
         self.readiness = readiness
@@ -39,7 +42,8 @@ public struct Routes: Sendable {
     static func allowedMethods(for path: String) -> [String]? {
         switch path {
         case "/v1/users", "/v1/login", "/v1/logout", "/v1/browser/login", "/v1/browser/logout": return ["POST"]
-        case "/v1/session", "/v1/verify", "/healthz", "/readyz", "/metrics": return ["GET", "HEAD"]
+        case "/v1/session", "/v1/verify", "/healthz", "/readyz", "/metrics", "/account", "/account/account.css", "/account/account.js":
+            return ["GET", "HEAD"]
         case "/v1/sessions": return ["GET", "HEAD", "DELETE"]
         default:
             if path.hasPrefix("/v1/sessions/"), !path.dropFirst("/v1/sessions/".count).contains("/") { return ["DELETE"] }
@@ -63,6 +67,7 @@ public struct Routes: Sendable {
         router.post("/v1/login") { request, context in try await self.login(request, context) }
         router.post("/v1/browser/login") { request, context in try await self.browserLogin(request, context) }
         router.post("/v1/browser/logout") { request, context in try await self.browserLogout(request, context) }
+        if accountPage { AccountPage.add(to: router) }
 
         let authenticated = router.group().add(middleware: BearerAuthenticator<SessionRequestContext>(store: sessions, cookie: cookie))
         // Runs only with VERIFY_FAST_PATH=off: by default `EdgeHandler` answers a plain GET /v1/verify in the channel

@@ -28,6 +28,8 @@ public struct ServiceConfiguration: Sendable {
     public var verifyFastPath: Bool
     /// The browser session cookie and its CSRF allowances.
     public var cookie: SessionCookie
+    /// Whether `GET /account` is served.
+    public var accountPage: Bool
     /// What the executable should log at start about settings it adjusted (never a secret).
     public var warnings: [String] = []
 
@@ -97,6 +99,7 @@ public struct ServiceConfiguration: Sendable {
         bcryptCost = UInt8(options.bcryptCost)
         hashThreads = options.hashThreads
         verifyFastPath = options.verifyFastPath == .on
+        accountPage = options.accountPage == .on
         cookie = SessionCookie(
             name: options.cookieName, secure: options.cookieSecure == .on,
             allowedOrigins: Set(options.allowedOrigins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })

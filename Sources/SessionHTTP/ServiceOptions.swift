@@ -122,6 +122,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: "Origins (scheme://host[:port]), comma-separated, allowed to send cookie-authenticated unsafe requests.")
     public var allowedOrigins = ""
 
+    @Option(help: "on: serve the account page at GET /account; off: no page.")
+    public var accountPage: Switch = .on
+
     @Option(help: "on: serve GET /v1/verify in the channel pipeline; off: through the router (same answers).")
     public var verifyFastPath: Switch = .on
 

@@ -34,7 +34,7 @@ public enum SessionService {
         let router = Router(context: SessionRequestContext.self)
         Routes(
             accounts: accounts, readiness: RedisReadinessProbe(redis: redis), trustedProxies: configuration.trustedProxies,
-            maxBodySize: configuration.maxBodySize, cookie: configuration.cookie,
+            maxBodySize: configuration.maxBodySize, cookie: configuration.cookie, accountPage: configuration.accountPage,
             metricsText: metricsText
         ).add(to: router)
         let verification = configuration.verifyFastPath ? EdgeHandler.Shared(store: sessions, cookie: configuration.cookie, logger: logger) : nil

@@ -489,10 +489,26 @@ extension ISO8601DateFormatter {
         #expect(missing?.description.contains("REDIS_TLS") == true)
     }
 
+    @Test func browserCookieSettingsAreRead() throws {
+        let defaults = try ServiceConfiguration(environment: [:], arguments: [])
+        #expect(defaults.cookie == SessionCookie() && defaults.cookie.name == "__Host-session" && defaults.accountPage)
+        let development = try ServiceConfiguration(
+            environment: ["COOKIE_SECURE": "false", "ALLOWED_ORIGINS": "https://app.example, http://localhost:3000", "ACCOUNT_PAGE": "off"],
+            arguments: []
+        )
+        #expect(development.cookie.name == "session" && !development.cookie.secure && !development.accountPage)
+        #expect(development.cookie.allowedOrigins == ["https://app.example", "http://localhost:3000"])
+        #expect(development.warnings.contains { $0.contains("COOKIE_SECURE") })
+        #expect(try ServiceConfiguration(environment: ["COOKIE_NAME": "sid"], arguments: []).cookie.name == "sid")
+        for bad in [["COOKIE_NAME": "a b"], ["COOKIE_NAME": "__Host-x", "COOKIE_SECURE": "off"], ["ALLOWED_ORIGINS": "app.example"]] {
+            #expect(throws: ConfigurationError.self) { try ServiceConfiguration(environment: bad, arguments: []) }
+        }
+    }
+
     /// Every option's flag, as derived for the environment, is one ArgumentParser knows: the names are declared once.
     @Test func everyFlagReadsItsEnvironmentVariable() throws {
         let help = ServiceOptions.helpMessage()
-        #expect(ServiceOptions.flags.count == 30)
+        #expect(ServiceOptions.flags.count == 34)
         for flag in ServiceOptions.flags {
             #expect(help.contains("--\(flag) "), "\(flag)")
         }
