@@ -44,6 +44,14 @@ import Testing
                     ("HEAD", "HEAD /v1/verify HTTP/1.1\r\nHost: t\r\n\(auth)\r\nConnection: close\r\n\r\n"),
                     ("body", "GET /v1/verify HTTP/1.1\r\nHost: t\r\n\(auth)\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"),
                     ("prefix", "POST /v1/verify/app HTTP/1.1\r\nHost: t\r\n\(auth)\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                    ("cookie", get("Cookie: a=1; __Host-session=\(token)", "Connection: close")),
+                    ("malformed cookie", get("Cookie: __Host-session=nope", "Connection: close")),
+                    ("cookie and bearer", get("Authorization: Bearer \(unknown)", "Cookie: __Host-session=\(token)", "Connection: close")),
+                    (
+                        "cookie, cross-site prefix POST",
+                        "POST /v1/verify/app HTTP/1.1\r\nHost: t\r\nCookie: __Host-session=\(token)\r\nSec-Fetch-Site: cross-site\r\n"
+                            + "Content-Length: 0\r\nConnection: close\r\n\r\n"
+                    ),
                 ]
                 for (label, request) in exchanges {
                     let a = try await RawHTTP.exchange(port: try #require(fastClients[0].port), request)
