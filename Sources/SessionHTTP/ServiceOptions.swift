@@ -252,21 +252,26 @@ extension ServiceOptions {
     ///   is wrong, never echoing a password.
     public static func parse(environment: [String: String], arguments: [String]) throws(ConfigurationError) -> ServiceOptions {
         let fromEnvironment = Self.arguments(fromEnvironment: environment)
+        // The values that may carry a password: ArgumentParser echoes a rejected value, so they are cut out of messages.
+        let urls =
+            zip(fromEnvironment + arguments, (fromEnvironment + arguments).dropFirst()).compactMap { flag, value in
+                flag == "--redis-url" ? value : nil
+            } + (fromEnvironment + arguments).compactMap { $0.hasPrefix("--redis-url=") ? String($0.dropFirst("--redis-url=".count)) : nil }
         do {
             _ = try Self.parse(fromEnvironment)
         } catch {
-            throw ConfigurationError("in the environment: \(Self.redacted(Self.message(for: error)))")
+            throw ConfigurationError("in the environment: \(Self.redacted(Self.message(for: error), urls))")
         }
         do {
             return try Self.parse(fromEnvironment + arguments)
         } catch {
-            throw ConfigurationError(Self.redacted(Self.message(for: error)))
+            throw ConfigurationError(Self.redacted(Self.message(for: error), urls))
         }
     }
 
-    /// ArgumentParser echoes a rejected value; a Redis URL may carry a password, so URLs are not echoed.
-    private static func redacted(_ message: String) -> String {
-        message.contains("://") ? "--redis-url is not a valid Redis URL" : message
+    /// The message with every given Redis URL cut out (a URL may carry a password); the reason stays.
+    private static func redacted(_ message: String, _ urls: [String]) -> String {
+        urls.filter { !$0.isEmpty }.reduce(message) { $0.replacingOccurrences(of: $1, with: "(the Redis URL)") }
     }
 }
 
