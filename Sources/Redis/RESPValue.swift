@@ -53,6 +53,19 @@ extension RESPValue {
         return nil
     }
 
+    /// An array reply read as a map: Redis 7 sends maps to RESP2 clients as flat `name, value, …` arrays
+    /// (`CLUSTER SHARDS`, `SENTINEL sentinels`). Empty for any other shape.
+    public var fields: [String: RESPValue] {
+        guard let items = array else { return [:] }
+        var result: [String: RESPValue] = [:]
+        var index = 0
+        while index + 1 < items.count {
+            if let key = items[index].string { result[key] = items[index + 1] }
+            index += 2
+        }
+        return result
+    }
+
     /// Whether the reply is a null bulk string or a null array.
     public var isNull: Bool {
         switch self {

@@ -121,9 +121,7 @@ public final class RedisClient: Service, Sendable {
             route = .cluster(RedisCluster(seeds: seeds, configuration: configuration, tls: tls, logger: logger, loops: poolLoops, onEvent: onEvent))
         }
         minReplicas = configuration.effectiveMinReplicas
-        let waitMilliseconds = Int(
-            configuration.waitTimeout.components.seconds * 1000 + configuration.waitTimeout.components.attoseconds / 1_000_000_000_000_000)
-        waitCommand = minReplicas > 0 ? RedisCommand("WAIT", [minReplicas, max(1, waitMilliseconds)]) : nil
+        waitCommand = minReplicas > 0 ? RedisCommand("WAIT", [minReplicas, max(1, Int(configuration.waitTimeout.milliseconds))]) : nil
     }
 
     /// Keeps every pooled connection up until graceful shutdown or cancellation, then closes them.

@@ -211,11 +211,11 @@ final class RedisCluster: Sendable {
     static func parse(shards: [RESPValue], tls: Bool) -> [(range: ClosedRange<Int>, master: RedisConfiguration.Endpoint)] {
         var result: [(ClosedRange<Int>, RedisConfiguration.Endpoint)] = []
         for shard in shards {
-            let fields = dictionary(shard)
+            let fields = shard.fields
             guard let ranges = fields["slots"]?.array, let nodes = fields["nodes"]?.array else { continue }
             var master: RedisConfiguration.Endpoint?
             for node in nodes {
-                let node = dictionary(node)
+                let node = node.fields
                 guard node["role"]?.string == "master", node["health"]?.string ?? "online" == "online" else { continue }
                 let host = node["endpoint"]?.string.flatMap { $0 == "?" || $0.isEmpty ? nil : $0 } ?? node["ip"]?.string
                 let port = (tls ? node["tls-port"]?.int : nil) ?? node["port"]?.int
@@ -227,17 +227,6 @@ final class RedisCluster: Sendable {
                 if let low = ranges[index].int, let high = ranges[index + 1].int, low <= high { result.append((Int(low)...Int(high), master)) }
                 index += 2
             }
-        }
-        return result
-    }
-
-    private static func dictionary(_ value: RESPValue) -> [String: RESPValue] {
-        guard let items = value.array else { return [:] }
-        var result: [String: RESPValue] = [:]
-        var index = 0
-        while index + 1 < items.count {
-            if let key = items[index].string { result[key] = items[index + 1] }
-            index += 2
         }
         return result
     }

@@ -134,19 +134,8 @@ final class RedisSentinel: Sendable {
         guard let entries = reply.array else { return }
         var found: [RedisConfiguration.Endpoint] = []
         for entry in entries {
-            guard let fields = entry.array else { continue }
-            var ip: String?
-            var port: Int?
-            var index = 0
-            while index + 1 < fields.count {
-                switch fields[index].string {
-                case "ip": ip = fields[index + 1].string
-                case "port": port = fields[index + 1].int.map(Int.init)
-                default: break
-                }
-                index += 2
-            }
-            if let ip, let port { found.append(.tcp(host: ip, port: port)) }
+            let fields = entry.fields
+            if let ip = fields["ip"]?.string, let port = fields["port"]?.int { found.append(.tcp(host: ip, port: Int(port))) }
         }
         sentinels.withLockedValue { list in
             for endpoint in found where !list.contains(endpoint) { list.append(endpoint) }

@@ -1,3 +1,5 @@
+import Redis
+
 /// Session lifetimes and the Redis key prefix.
 ///
 /// | setting | env | default |
@@ -25,18 +27,4 @@ public struct SessionConfiguration: Sendable, Equatable {
 
     var idleMilliseconds: Int64 { idleTimeout.milliseconds }
     var absoluteMilliseconds: Int64 { absoluteTimeout.milliseconds }
-}
-
-extension Duration {
-    /// Whole milliseconds (the unit of every timestamp and TTL the service sends Redis, and of its logs).
-    package var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-
-    /// Whole nanoseconds (what metrics timers record).
-    package var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
 }

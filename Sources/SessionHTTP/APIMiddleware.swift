@@ -2,6 +2,7 @@ import HTTPTypes
 public import Hummingbird
 import Logging
 import NIOCore
+import Redis
 import SessionCore
 
 /// The outermost middleware: every error becomes the API's JSON error, every response gets the API's headers,

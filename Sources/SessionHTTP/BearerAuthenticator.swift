@@ -65,11 +65,7 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
     func token(from request: HTTPRequest) throws(APIError) -> SessionToken {
         let authorization = request.headerFields[values: .authorization]
         guard let cookie, authorization.isEmpty else { return try token(from: authorization) }
-        if SessionCookie.isUnsafe(request.method.rawValue),
-            !cookie.allowsUnsafe(
-                origin: request.headerFields[.origin], secFetchSite: request.headerFields[.secFetchSite], host: request.authority
-            )
-        {
+        if SessionCookie.isUnsafe(request.method.rawValue), !cookie.allowsUnsafe(request) {
             malformed.increment()
             throw .crossOriginRequest
         }

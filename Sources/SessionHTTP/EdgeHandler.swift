@@ -5,6 +5,7 @@ import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
+import Redis
 import SessionCore
 
 #if canImport(Glibc)

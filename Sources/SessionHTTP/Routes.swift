@@ -161,8 +161,7 @@ public struct Routes: Sendable {
     /// `/v1/login` for browsers: the token goes into the session cookie, never into the body. JSON → 204; a form → 303
     /// to its `return_to` when that is a same-origin path, else `/` (with `?error=<code>` on failure).
     func browserLogin(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        guard cookie.allowsUnsafe(origin: request.headers[.origin], secFetchSite: request.headers[.secFetchSite], host: request.head.authority)
-        else { throw APIError.crossOriginRequest }
+        guard cookie.allowsUnsafe(request.head) else { throw APIError.crossOriginRequest }
         let isForm = CredentialsBody.isForm(request)
         let credentials: CredentialsBody
         do {
@@ -185,8 +184,7 @@ public struct Routes: Sendable {
     /// Ends the session the cookie names (on every instance) and clears the cookie — also when the cookie is missing or
     /// no longer valid. JSON or no body → 204; a form → 303 to `/`. 1 EVALSHA to authenticate + 1 to revoke.
     func browserLogout(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        guard cookie.allowsUnsafe(origin: request.headers[.origin], secFetchSite: request.headers[.secFetchSite], host: request.head.authority)
-        else { throw APIError.crossOriginRequest }
+        guard cookie.allowsUnsafe(request.head) else { throw APIError.crossOriginRequest }
         if case .token(let token) = cookie.parse(request.headers[values: .cookie]) {
             let session = try await core(context) { try await sessions.authenticate(token) }
             if let session { _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) } }

@@ -1,4 +1,5 @@
 import Foundation
+public import HTTPTypes
 import Redis
 public import SessionCore
 
@@ -72,6 +73,11 @@ public struct SessionCookie: Sendable, Equatable {
         guard let origin else { return true }
         guard let host, let originHost = Self.hostAndPort(ofOrigin: origin) else { return false }
         return originHost.lowercased() == host.lowercased()
+    }
+
+    /// `allowsUnsafe(origin:secFetchSite:host:)` read from a request's head.
+    public func allowsUnsafe(_ request: HTTPRequest) -> Bool {
+        allowsUnsafe(origin: request.headerFields[.origin], secFetchSite: request.headerFields[.secFetchSite], host: request.authority)
     }
 
     /// Whether a method changes state (anything but GET, HEAD, OPTIONS).

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import TestSupport
 import Testing
@@ -28,16 +29,16 @@ import Testing
 
     /// The first failure of a client that cannot connect, as the service would log it.
     private static func connectionFailure(_ configuration: RedisConfiguration) async throws -> RedisError? {
-        let failure = Locked<RedisError?>(nil)
+        let failure = NIOLockedValueBox<RedisError?>(nil)
         let client = RedisClient(configuration: configuration) { event in
-            if case .connectFailed(_, _, let error) = event, failure.value == nil { failure.value = error }
+            if case .connectFailed(_, _, let error) = event, failure.withLockedValue({ $0 == nil }) { failure.withLockedValue { $0 = error } }
         }
         let connected = try await client.withRunning(waitingUpTo: nil) {
-            for _ in 0..<200 where failure.value == nil && !client.isConnected { try await Task.sleep(for: .milliseconds(10)) }
+            for _ in 0..<200 where failure.withLockedValue({ $0 == nil }) && !client.isConnected { try await Task.sleep(for: .milliseconds(10)) }
             return client.isConnected
         }
         #expect(!connected)
-        return failure.value
+        return failure.withLockedValue { $0 }
     }
 
     @Test func commandsRunOverVerifiedTLS() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import TestSupport
@@ -164,12 +165,12 @@ import Testing
             try await sourceAdmin.withRunning {
                 try await targetAdmin.withRunning {
                     let failures = try await withThrowingTaskGroup(of: Int.self) { group in
-                        let stop = Locked(false)
+                        let stop = NIOLockedValueBox(false)
                         for worker in 0..<4 {
                             group.addTask {
                                 var failures = 0
                                 var round = 0
-                                while !stop.value {
+                                while !stop.withLockedValue({ $0 }) {
                                     let index = (worker * 97 + round * 13) % keys.count
                                     round += 1
                                     do {
@@ -204,7 +205,7 @@ import Testing
                             try await client.withRunning { _ = try await client.send("CLUSTER", "SETSLOT", Int(slot), "NODE", target.id) }
                         }
                         try await Task.sleep(for: .milliseconds(300))
-                        stop.value = true
+                        stop.withLockedValue { $0 = true }
                         return try await group.reduce(0, +)
                     }
                     #expect(failures == 0)
@@ -238,19 +239,5 @@ import Testing
             else { return nil }
             return Master(id: id, port: Int(port), ranges: stride(from: 0, to: ranges.count - 1, by: 2).map { ranges[$0]...ranges[$0 + 1] })
         }
-    }
-}
-
-/// A value shared by the tasks of one test.
-final class Locked<Value: Sendable>: @unchecked Sendable {
-    // @unchecked: every access holds the lock.
-    private let lock = NSLock()
-    private var stored: Value
-
-    init(_ value: Value) { stored = value }
-
-    var value: Value {
-        get { lock.withLock { stored } }
-        set { lock.withLock { stored = newValue } }
     }
 }
