@@ -51,12 +51,13 @@ final class RedisChannelHandler: ChannelInboundHandler {
     private let onComplete: (Int) -> Void
 
     /// Called on the event loop once, when the connection stops taking commands (before the channel is inactive).
-    private let onFailure: () -> Void
+    private let onFailure: (RedisError) -> Void
     /// Set on a subscriber connection: gets each message Redis sends with no command waiting (pub/sub pushes).
     private let onPush: ((RESPValue) -> Void)?
 
     init(
-        commandTimeout: TimeAmount, stallTimeout: TimeAmount, onComplete: @escaping (Int) -> Void, onFailure: @escaping () -> Void = {},
+        commandTimeout: TimeAmount, stallTimeout: TimeAmount, onComplete: @escaping (Int) -> Void,
+        onFailure: @escaping (RedisError) -> Void = { _ in },
         onPush: ((RESPValue) -> Void)? = nil
     ) {
         self.commandTimeout = commandTimeout
@@ -144,7 +145,7 @@ final class RedisChannelHandler: ChannelInboundHandler {
     private func failAll(_ error: RedisError) {
         if closedError == nil {
             closedError = error
-            onFailure()
+            onFailure(error)
         }
         timer?.cancel()
         timer = nil

@@ -1,4 +1,5 @@
 import Atomics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -54,6 +55,7 @@ final class RedisConnection: Sendable {
     ) async throws -> RedisConnection {
         let inFlight = ManagedAtomic(0)
         let failed = ManagedAtomic(false)
+        let failure = NIOLockedValueBox<RedisError?>(nil)
         let commandTimeout = TimeAmount(configuration.commandTimeout)
         // A connection whose oldest command waits this long is presumed dead (a black-holed peer, say).
         let stallTimeout = max(commandTimeout * 4, .seconds(2))
@@ -70,7 +72,10 @@ final class RedisConnection: Sendable {
                     let handler = RedisChannelHandler(
                         commandTimeout: commandTimeout, stallTimeout: stallTimeout,
                         onComplete: { count in inFlight.wrappingDecrement(by: count, ordering: .relaxed) },
-                        onFailure: { failed.store(true, ordering: .relaxed) },
+                        onFailure: { error in
+                            failure.withLockedValue { $0 = error }
+                            failed.store(true, ordering: .relaxed)
+                        },
                         onPush: onPush
                     )
                     try channel.pipeline.syncOperations.addHandler(handler)
@@ -104,7 +109,9 @@ final class RedisConnection: Sendable {
             }.get()
         } catch {
             channel.close(promise: nil)
-            throw RedisError(.connectionClosed)
+            // The channel closed before the handler could be found: a TLS handshake that failed (unknown CA, wrong host
+            // name) closes it at once. The handler kept the reason; keep it for the log.
+            throw failure.withLockedValue { $0 } ?? RedisError(.connectionClosed)
         }
         let connection = RedisConnection(
             channel: channel, endpoint: endpoint, handler: handler, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection,
