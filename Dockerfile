@@ -7,10 +7,12 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libhiredis-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first, so source edits do not re-resolve them.
+# Every path Package.swift names must be in the context, or SwiftPM refuses the manifest.
 COPY Package.swift ./
 COPY Tests ./Tests
 COPY Sources ./Sources
+COPY Benchmarks ./Benchmarks
+COPY Examples ./Examples
 RUN swift package resolve \
     && swift build -c release --product session-service --static-swift-stdlib \
     && cp "$(swift build -c release --show-bin-path)/session-service" /usr/local/bin/session-service

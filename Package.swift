@@ -19,6 +19,9 @@ let package = Package(
         .library(name: "Redis", targets: ["Redis"]),
         .library(name: "SessionCore", targets: ["SessionCore"]),
         .library(name: "SessionHTTP", targets: ["SessionHTTP"]),
+        .library(name: "AccessTokens", targets: ["AccessTokens"]),
+        .library(name: "SessionJWT", targets: ["SessionJWT"]),
+        .executable(name: "orders-example", targets: ["OrdersExample"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: []),
@@ -33,6 +36,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.3.0"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Not `pkgConfig: "hiredis"`: hiredis' .pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM rejects with a
@@ -69,10 +74,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Signed access tokens (RFC 9068 JWTs) minted from live sessions: keys, claims, signing and verification.
+        .target(
+            name: "AccessTokens",
+            dependencies: [
+                "SessionCore",
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SessionHTTP",
             dependencies: [
                 "SessionCore",
+                "AccessTokens",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -94,6 +111,7 @@ let package = Package(
             name: "SessionServer",
             dependencies: [
                 "SessionHTTP",
+                "AccessTokens",
                 "SessionCore",
                 "Redis",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -103,6 +121,36 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // For downstream services: a Hummingbird middleware that verifies the access tokens offline (JWKS fetched and
+        // cached), optionally checking in Redis that the session behind one is still live. Not linked by the service.
+        .target(
+            name: "SessionJWT",
+            dependencies: [
+                "AccessTokens",
+                "SessionCore",
+                "Redis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // The classic "orders" API, protected by a session token, a JWT offline, or a JWT with a revocation check.
+        .executableTarget(
+            name: "OrdersExample",
+            dependencies: [
+                "SessionJWT",
+                "SessionHTTP",
+                "SessionCore",
+                "Redis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Examples/Orders",
             swiftSettings: swiftSettings
         ),
         .executableTarget(
@@ -125,6 +173,16 @@ let package = Package(
             path: "Tests/TestSupport",
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "HTTPTestSupport",
+            dependencies: [
+                "SessionHTTP", "SessionCore", "Redis", "TestSupport", .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/HTTPTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "RedisTests",
             dependencies: [
@@ -139,9 +197,27 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "AccessTokensTests",
+            dependencies: [
+                "AccessTokens", "SessionCore", .product(name: "JWTKit", package: "jwt-kit"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SessionJWTTests",
+            dependencies: [
+                "SessionJWT", "AccessTokens", "SessionHTTP", "SessionCore", "Redis", "TestSupport", "HTTPTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "SessionHTTPTests",
             dependencies: [
-                "SessionHTTP", "SessionCore", "Redis", "TestSupport",
+                "SessionHTTP", "SessionCore", "Redis", "TestSupport", "HTTPTestSupport", "AccessTokens",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

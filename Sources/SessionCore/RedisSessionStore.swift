@@ -70,6 +70,28 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         return decode(id: id, value: value, expiresAt: now + configuration.idleMilliseconds, now: now)
     }
 
+    public func peek(_ token: SessionToken) async throws(SessionError) -> Session? {
+        try await peek(token.sessionID, tag: token.tag)
+    }
+
+    public func session(_ id: SessionID, of user: UserID) async throws(SessionError) -> Session? {
+        guard let session = try await peek(id, tag: user.tag), session.userID == user else { return nil }
+        return session
+    }
+
+    public func isLive(_ id: SessionID, of user: UserID) async throws(SessionError) -> Bool {
+        let key = keys.session(id, tag: user.tag)
+        return try await withStore { try await redis.exists(key) } == 1
+    }
+
+    /// 1 EVALSHA, read-only: the deadline stays where it is.
+    private func peek(_ id: SessionID, tag: ShardTag) async throws(SessionError) -> Session? {
+        let reply = try await run(Self.peekScript, keys: [keys.session(id, tag: tag)], arguments: [])
+        guard let fields = reply.array, fields.count == 3, let value = fields[0].bytes, let now = fields[1].int, let deadline = fields[2].int
+        else { return nil }
+        return decode(id: id, value: value, expiresAt: deadline, now: now)
+    }
+
     public func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool {
         let reply = try await run(
             Self.revokeScript, keys: [keys.sessionIndex(user), keys.session(session, tag: user.tag)], arguments: [session.bytes], durable: true
@@ -191,6 +213,17 @@ extension RedisSessionStore {
             end
             redis.call('PEXPIRE', KEYS[1], ttl)
             return {value, now}
+            """
+    )
+
+    /// KEYS: session. Returns {value, now, idle deadline} without renewing anything, or nil.
+    static let peekScript = RedisScript(
+        Lua.redisTime + """
+            local value = redis.call('GET', KEYS[1])
+            if not value then return nil end
+            local now = redisTime()
+            if struct.unpack('>I6', value) <= now then return nil end
+            return {value, now, redis.call('PEXPIRETIME', KEYS[1])}
             """
     )
 

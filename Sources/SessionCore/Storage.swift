@@ -14,6 +14,12 @@ public protocol SessionStore: Sendable {
     /// The live session of a token, renewing its idle deadline; nil when unknown, expired or revoked.
     /// The hot path: one store round trip.
     func authenticate(_ token: SessionToken) async throws(SessionError) -> Session?
+    /// The live session of a token without renewing it (introspection); nil when unknown, expired or revoked.
+    func peek(_ token: SessionToken) async throws(SessionError) -> Session?
+    /// A live session of a user by its ID, without renewing it; nil when it has ended or is not that user's.
+    func session(_ id: SessionID, of user: UserID) async throws(SessionError) -> Session?
+    /// Whether a session of a user is live: one `EXISTS`, the revocation check of a signed access token.
+    func isLive(_ id: SessionID, of user: UserID) async throws(SessionError) -> Bool
     /// Ends one session of a user; false when it is not a live session of that user.
     func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool
     /// Ends every session of a user.

@@ -61,6 +61,19 @@ public struct APIError: HTTPResponseError, Sendable {
         APIError(.forbidden, code: "cross_origin_request", message: "cross-origin request refused (CSRF protection)")
     }
 
+    /// 404 on the JWT routes of a service started without `JWT_KEYS_FILE` or `JWT_HS256_SECRET`.
+    public static var jwtDisabled: APIError {
+        APIError(.notFound, code: "jwt_disabled", message: "signed access tokens are not enabled on this service (JWT_KEYS_FILE)")
+    }
+
+    /// 401 for a client of `/v1/introspect` or `/v1/revoke` without valid HTTP Basic credentials (RFC 6749 §5.2).
+    public static var invalidClient: APIError {
+        APIError(
+            .unauthorized, code: "invalid_client", message: "authenticate with HTTP Basic as a client in INTROSPECTION_CLIENTS",
+            headers: [.wwwAuthenticate: "Basic realm=\"\(realm)\", charset=\"UTF-8\""]
+        )
+    }
+
     /// 400 with a reason.
     public static func invalidRequest(_ message: String) -> APIError {
         APIError(.badRequest, code: "invalid_request", message: message)

@@ -1,3 +1,4 @@
+public import AccessTokens
 import Foundation
 import HTTPTypes
 public import Hummingbird
@@ -18,6 +19,10 @@ public struct Routes: Sendable {
     let cookie: SessionCookie
     /// Whether `GET /account` is served.
     let accountPage: Bool
+    /// Signed access tokens; nil: the JWT routes answer 404 `jwt_disabled`.
+    let accessTokens: AccessTokenIssuer?
+    /// Who may introspect and revoke.
+    let introspectionClients: IntrospectionClients
 
     private let loginsOK = Counter(label: "session_logins_total", dimensions: [("result", "ok")])
     private let loginsFailed = Counter(label: "session_logins_total", dimensions: [("result", "failed")])
@@ -26,8 +31,11 @@ public struct Routes: Sendable {
 
     public init(
         accounts: AccountService, readiness: any ReadinessProbe, trustedProxies: TrustedProxies, maxBodySize: Int = 64 * 1024,
-        cookie: SessionCookie = SessionCookie(), accountPage: Bool = true, metricsText: @escaping @Sendable () -> String
+        cookie: SessionCookie = SessionCookie(), accountPage: Bool = true, accessTokens: AccessTokenIssuer? = nil,
+        introspectionClients: IntrospectionClients = IntrospectionClients(parsing: ""), metricsText: @escaping @Sendable () -> String
     ) {
+        self.accessTokens = accessTokens
+        self.introspectionClients = introspectionClients
         self.maxBodySize = maxBodySize
         self.cookie = cookie
         self.accountPage = accountPage
@@ -41,7 +49,9 @@ public struct Routes: Sendable {
     /// Paths the API serves, and their methods: for 405 and its `Allow` header.
     static func allowedMethods(for path: String) -> [String]? {
         switch path {
-        case "/v1/users", "/v1/login", "/v1/logout", "/v1/browser/login", "/v1/browser/logout": return ["POST"]
+        case "/v1/users", "/v1/login", "/v1/logout", "/v1/browser/login", "/v1/browser/logout", "/v1/token", "/v1/introspect", "/v1/revoke":
+            return ["POST"]
+        case "/.well-known/jwks.json": return ["GET", "HEAD"]
         case "/v1/session", "/v1/verify", "/healthz", "/readyz", "/metrics", "/account", "/account/account.css", "/account/account.js":
             return ["GET", "HEAD"]
         case "/v1/sessions": return ["GET", "HEAD", "DELETE"]
@@ -68,6 +78,13 @@ public struct Routes: Sendable {
         router.post("/v1/browser/login") { request, context in try await self.browserLogin(request, context) }
         router.post("/v1/browser/logout") { request, context in try await self.browserLogout(request, context) }
         if accountPage { AccountPage.add(to: router) }
+        router.post("/v1/introspect") { request, context in try await self.introspect(request, context) }
+        router.post("/v1/revoke") { request, context in try await self.revokeToken(request, context) }
+        router.get("/.well-known/jwks.json") { _, _ in try self.jwks() }
+        if accessTokens == nil {
+            // Before authentication: a service without JWTs says so to everyone, signed in or not.
+            router.post("/v1/token") { _, _ -> Response in throw APIError.jwtDisabled }
+        }
 
         let authenticated = router.group().add(middleware: BearerAuthenticator<SessionRequestContext>(store: sessions, cookie: cookie))
         // Runs only with VERIFY_FAST_PATH=off: by default `EdgeHandler` answers a plain GET /v1/verify in the channel
@@ -77,6 +94,7 @@ public struct Routes: Sendable {
         for method in [HTTPRequest.Method.get, .head, .post, .put, .patch, .delete, .options] {
             authenticated.on("/v1/verify/**", method: method) { _, context in try self.verify(context) }
         }
+        if accessTokens != nil { authenticated.post("/v1/token") { _, context in try await self.issueAccessToken(context) } }
         authenticated.get("/v1/session") { _, context in try await self.currentSession(context) }
         authenticated.post("/v1/logout") { _, context in try await self.logout(context) }
         authenticated.get("/v1/sessions") { request, context in try await self.list(request, context) }
@@ -286,7 +304,7 @@ public struct Routes: Sendable {
 
     // MARK: Helpers
 
-    private func core<T>(_ context: SessionRequestContext, _ body: () async throws -> T) async throws -> T {
+    func core<T>(_ context: SessionRequestContext, _ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as SessionError {
@@ -301,7 +319,7 @@ public struct Routes: Sendable {
         context.logger.error("session store failed", metadata: ["error": "\(error)"])
     }
 
-    private static func session(_ context: SessionRequestContext) throws -> Session {
+    static func session(_ context: SessionRequestContext) throws -> Session {
         guard let session = context.session else { throw APIError.missingToken }
         return session
     }
@@ -339,21 +357,12 @@ struct CredentialsBody: Decodable {
     }
 
     static func decode(_ request: Request, limit: Int) async throws -> CredentialsBody {
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.body.collect(upTo: limit)
-        } catch let error as NIOTooManyBytesError {
-            throw error  // 413
-        } catch {
-            // A malformed body on the wire (bad chunked encoding, a truncated stream): the client's fault, never a 500.
-            throw APIError.invalidRequest("the request body could not be read")
-        }
+        // Read first, whatever the media type: a response sent while a malformed body is still arriving must not race it.
+        let buffer = try await FormBody.collect(request, limit: limit)
         // The media type alone decides how the body is read: JSON, or a form. Anything else (none included) is 415.
         let mediaType = Self.mediaType(request)
         if mediaType == "application/x-www-form-urlencoded" {
-            guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes), text.utf8.count == buffer.readableBytes,
-                String(validating: buffer.readableBytesView, as: UTF8.self) != nil
-            else { throw APIError.invalidRequest("the form body is not valid UTF-8") }
+            let text = try FormBody.text(buffer)
             do {
                 return try URLEncodedFormDecoder().decode(CredentialsBody.self, from: text)
             } catch {
@@ -375,6 +384,29 @@ struct CredentialsBody: Decodable {
         } catch {
             throw APIError.invalidRequest("the body is not valid JSON")
         }
+    }
+}
+
+/// A request body read whole, for the JSON and form decoders.
+enum FormBody {
+    /// The body, up to `limit` bytes (beyond it: 413).
+    static func collect(_ request: Request, limit: Int) async throws -> ByteBuffer {
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch let error as NIOTooManyBytesError {
+            throw error  // 413
+        } catch {
+            // A malformed body on the wire (bad chunked encoding, a truncated stream): the client's fault, never a 500.
+            throw APIError.invalidRequest("the request body could not be read")
+        }
+    }
+
+    /// A form body as text; 400 unless it is valid UTF-8.
+    static func text(_ buffer: ByteBuffer) throws -> String {
+        guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes), text.utf8.count == buffer.readableBytes,
+            String(validating: buffer.readableBytesView, as: UTF8.self) != nil
+        else { throw APIError.invalidRequest("the form body is not valid UTF-8") }
+        return text
     }
 }
 

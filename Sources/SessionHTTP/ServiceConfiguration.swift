@@ -1,3 +1,4 @@
+public import AccessTokens
 import Foundation
 public import Logging
 public import Redis
@@ -30,6 +31,11 @@ public struct ServiceConfiguration: Sendable {
     public var cookie: SessionCookie
     /// Whether `GET /account` is served.
     public var accountPage: Bool
+    /// Signed access tokens (`JWT_*`); nil when neither `JWT_KEYS_FILE` nor `JWT_HS256_SECRET` is set: the JWT routes
+    /// answer 404 `jwt_disabled`.
+    public var accessTokens: AccessTokenIssuer?
+    /// Who may call `POST /v1/introspect` and `POST /v1/revoke` (`INTROSPECTION_CLIENTS`).
+    public var introspectionClients: IntrospectionClients
     /// What the executable should log at start about settings it adjusted (never a secret).
     public var warnings: [String] = []
 
@@ -104,6 +110,25 @@ public struct ServiceConfiguration: Sendable {
             name: options.cookieName, secure: options.cookieSecure == .on,
             allowedOrigins: Set(options.allowedOrigins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         )
+        introspectionClients = IntrospectionClients(parsing: options.introspectionClients)
+        do {
+            let keys: AccessTokenKeySet? =
+                if let file = options.jwtKeysFile {
+                    try AccessTokenKeySet.load(file: file)
+                } else if let secret = options.jwtHs256Secret {
+                    try AccessTokenKeySet.sharedSecret(Array(secret.utf8))
+                } else {
+                    nil
+                }
+            accessTokens = keys.map {
+                AccessTokenIssuer(keys: $0, issuer: options.jwtIssuer, audience: options.jwtAudience, lifetime: Int64(options.jwtTtl))
+            }
+        } catch {
+            throw ConfigurationError("\(options.jwtKeysFile != nil ? "JWT_KEYS_FILE" : "JWT_HS256_SECRET"): \(error.message)")
+        }
+        if options.jwtKeysFile != nil, options.jwtHs256Secret != nil {
+            warnings.append("JWT_HS256_SECRET is ignored: JWT_KEYS_FILE is set")
+        }
         if options.cookieSecure == .off {
             warnings.append("COOKIE_SECURE=false: the session cookie is sent over plain HTTP; for local development only")
         }

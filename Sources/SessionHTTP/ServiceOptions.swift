@@ -125,6 +125,26 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: "on: serve the account page at GET /account; off: no page.")
     public var accountPage: Switch = .on
 
+    @Option(
+        help: ArgumentHelp(
+            "JWK Set of private keys (chmod 600) that sign access tokens: the first signs, all verify. Unset: no JWTs.", valueName: "path"))
+    public var jwtKeysFile: String?
+
+    @Option(help: "HS256 shared secret (at least 32 bytes), used only when --jwt-keys-file is unset; never published.")
+    public var jwtHs256Secret: String?
+
+    @Option(help: "iss of the access tokens.")
+    public var jwtIssuer = "session-service"
+
+    @Option(help: "aud of the access tokens.")
+    public var jwtAudience = "api"
+
+    @Option(help: ArgumentHelp("Lifetime of an access token, never past its session's absolute expiry.", valueName: "seconds"))
+    public var jwtTtl = 300
+
+    @Option(help: "Clients of POST /v1/introspect and /v1/revoke (HTTP Basic): id:secret, comma-separated; empty: none.")
+    public var introspectionClients = ""
+
     @Option(help: "on: serve GET /v1/verify in the channel pipeline; off: through the router (same answers).")
     public var verifyFastPath: Switch = .on
 
@@ -150,6 +170,16 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(redisConnections, in: 1...64, "redis-connections")
         try Self.check(redisTimeoutMs, in: 10...60_000, "redis-timeout-ms")
         try Self.check(redisWaitTimeoutMs, in: 1...60_000, "redis-wait-timeout-ms")
+        try Self.check(jwtTtl, in: 1...900, "jwt-ttl")
+        if jwtKeysFile == nil, let jwtHs256Secret, jwtHs256Secret.utf8.count < 32 {
+            throw ValidationError("--jwt-hs256-secret must be at least 32 bytes")
+        }
+        for client in introspectionClients.split(separator: ",") {
+            let parts = client.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("--introspection-clients must be id:secret pairs, comma-separated")
+            }
+        }
         if let redisMinReplicas { try Self.check(redisMinReplicas, in: 0...100, "redis-min-replicas") }
         guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix must be at most 64 bytes") }
         if let cookieName {
@@ -223,17 +253,20 @@ extension ServiceOptions {
         }
     }
 
-    /// `sessionIdleTimeout` → `session-idle-timeout`, `redisURL` → `redis-url`, `redisTimeoutMs` → `redis-timeout-ms`.
+    /// `sessionIdleTimeout` → `session-idle-timeout`, `redisURL` → `redis-url`, `jwtHs256Secret` → `jwt-hs256-secret`:
+    /// ArgumentParser's own rule (a capital starts a word unless it continues an acronym), so the two never disagree.
     static func kebabCase(_ name: String) -> String {
         var result = ""
         let characters = Array(name)
+        var separateOnUppercase = true
         for (index, character) in characters.enumerated() {
-            if character.isUppercase, index > 0 {
-                let previousIsLower = characters[index - 1].isLowercase
-                let nextIsLower = index + 1 < characters.count && characters[index + 1].isLowercase
-                if previousIsLower || (nextIsLower && characters[index - 1].isUppercase) { result.append("-") }
+            if character.isUppercase {
+                if separateOnUppercase, !result.isEmpty { result.append("-") }
+                separateOnUppercase = index + 2 < characters.count && characters[index + 1].isUppercase && characters[index + 2].isLowercase
+            } else {
+                separateOnUppercase = character != "-"
             }
-            result.append(Character(character.lowercased()))
+            result.append(contentsOf: character.lowercased())
         }
         return result
     }
@@ -252,26 +285,35 @@ extension ServiceOptions {
     ///   is wrong, never echoing a password.
     public static func parse(environment: [String: String], arguments: [String]) throws(ConfigurationError) -> ServiceOptions {
         let fromEnvironment = Self.arguments(fromEnvironment: environment)
-        // The values that may carry a password: ArgumentParser echoes a rejected value, so they are cut out of messages.
-        let urls =
-            zip(fromEnvironment + arguments, (fromEnvironment + arguments).dropFirst()).compactMap { flag, value in
-                flag == "--redis-url" ? value : nil
-            } + (fromEnvironment + arguments).compactMap { $0.hasPrefix("--redis-url=") ? String($0.dropFirst("--redis-url=".count)) : nil }
+        // The values that may carry a password or a secret: ArgumentParser echoes a rejected value, so they are cut out.
+        let all = fromEnvironment + arguments
+        let urls = Self.values(of: "--redis-url", in: all)
+        let secrets = Self.secretFlags.flatMap { Self.values(of: $0, in: all) }
         do {
             _ = try Self.parse(fromEnvironment)
         } catch {
-            throw ConfigurationError("in the environment: \(Self.redacted(Self.message(for: error), urls))")
+            throw ConfigurationError("in the environment: \(Self.redacted(Self.message(for: error), urls, secrets))")
         }
         do {
             return try Self.parse(fromEnvironment + arguments)
         } catch {
-            throw ConfigurationError(Self.redacted(Self.message(for: error), urls))
+            throw ConfigurationError(Self.redacted(Self.message(for: error), urls, secrets))
         }
     }
 
-    /// The message with every given Redis URL cut out (a URL may carry a password); the reason stays.
-    private static func redacted(_ message: String, _ urls: [String]) -> String {
-        urls.filter { !$0.isEmpty }.reduce(message) { $0.replacingOccurrences(of: $1, with: "(the Redis URL)") }
+    /// Flags whose values are secrets through and through.
+    static let secretFlags = ["--jwt-hs256-secret", "--introspection-clients", "--redis-sentinel-password"]
+
+    /// Every value given to a flag, as `--flag value` or `--flag=value`.
+    private static func values(of flag: String, in arguments: [String]) -> [String] {
+        zip(arguments, arguments.dropFirst()).compactMap { name, value in name == flag ? value : nil }
+            + arguments.compactMap { $0.hasPrefix(flag + "=") ? String($0.dropFirst(flag.count + 1)) : nil }
+    }
+
+    /// The message with every given Redis URL and secret cut out (a URL may carry a password); the reason stays.
+    private static func redacted(_ message: String, _ urls: [String], _ secrets: [String]) -> String {
+        let withoutURLs = urls.filter { !$0.isEmpty }.reduce(message) { $0.replacingOccurrences(of: $1, with: "(the Redis URL)") }
+        return secrets.filter { !$0.isEmpty }.reduce(withoutURLs) { $0.replacingOccurrences(of: $1, with: "(redacted)") }
     }
 }
 

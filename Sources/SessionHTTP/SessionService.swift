@@ -35,7 +35,7 @@ public enum SessionService {
         Routes(
             accounts: accounts, readiness: RedisReadinessProbe(redis: redis), trustedProxies: configuration.trustedProxies,
             maxBodySize: configuration.maxBodySize, cookie: configuration.cookie, accountPage: configuration.accountPage,
-            metricsText: metricsText
+            accessTokens: configuration.accessTokens, introspectionClients: configuration.introspectionClients, metricsText: metricsText
         ).add(to: router)
         let verification = configuration.verifyFastPath ? EdgeHandler.Shared(store: sessions, cookie: configuration.cookie, logger: logger) : nil
         return Application(

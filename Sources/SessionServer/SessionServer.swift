@@ -1,3 +1,4 @@
+import AccessTokens
 import ArgumentParser
 import Foundation
 import Hummingbird
@@ -15,6 +16,10 @@ struct SessionServer {
         // Every connection is a descriptor: take what the hard limit allows before MAX_CONNECTIONS' default is read.
         System.raiseOpenFileLimit()
         let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "jwt-keygen" {
+            KeyGenerator.main(Array(arguments.dropFirst()))
+            return
+        }
         if arguments.contains("--help") || arguments.contains("-h") {
             print(
                 """
@@ -69,4 +74,31 @@ struct SessionServer {
 struct HelpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "session-service")
     @OptionGroup var options: ServiceOptions
+}
+
+/// `session-service jwt-keygen [--alg EdDSA|ES256] > keys.json`: a JWK Set with one new private key for
+/// `JWT_KEYS_FILE` (its `kid` is the key's RFC 7638 thumbprint). Merge sets by hand to rotate.
+struct KeyGenerator: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "session-service jwt-keygen", abstract: "Writes a JWK Set with one new private signing key to standard output."
+    )
+
+    @Option(help: "EdDSA (Ed25519, the default) or ES256 (P-256).")
+    var alg: Algorithm = .eddsa
+
+    enum Algorithm: String, ExpressibleByArgument {
+        case eddsa = "EdDSA", es256 = "ES256"
+
+        init?(argument: String) {
+            switch argument.lowercased() {
+            case "eddsa", "ed25519": self = .eddsa
+            case "es256": self = .es256
+            default: return nil
+            }
+        }
+    }
+
+    func run() {
+        print(AccessTokenKeySet.generate(alg == .eddsa ? .eddsa : .es256))
+    }
 }

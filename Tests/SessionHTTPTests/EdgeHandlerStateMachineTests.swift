@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTestSupport
 import HTTPTypes
 import Logging
 import NIOConcurrencyHelpers
@@ -260,6 +261,9 @@ final class StubStore: EventLoopSessionAuthenticating {
 
     func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) { throw .storeUnavailable(nil) }
     func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? { nil }
+    func peek(_ token: SessionToken) async throws(SessionError) -> Session? { nil }
+    func session(_ id: SessionID, of user: UserID) async throws(SessionError) -> Session? { nil }
+    func isLive(_ id: SessionID, of user: UserID) async throws(SessionError) -> Bool { false }
     func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool { false }
     func revokeAll(for user: UserID) async throws(SessionError) {}
     func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage {

@@ -1,5 +1,7 @@
+import AccessTokens
 import ArgumentParser
 import Foundation
+import HTTPTestSupport
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -508,13 +510,47 @@ extension ISO8601DateFormatter {
     /// Every option's flag, as derived for the environment, is one ArgumentParser knows: the names are declared once.
     @Test func everyFlagReadsItsEnvironmentVariable() throws {
         let help = ServiceOptions.helpMessage()
-        #expect(ServiceOptions.flags.count == 34)
+        #expect(ServiceOptions.flags.count == 40)
         for flag in ServiceOptions.flags {
             #expect(help.contains("--\(flag) "), "\(flag)")
         }
         #expect(ServiceOptions.environmentName(ofFlag: "redis-timeout-ms") == "REDIS_TIMEOUT_MS")
         #expect(ServiceOptions.environmentName(ofFlag: "redis-tls-ca-file") == "REDIS_TLS_CA_FILE")
+        for (flag, variable) in [
+            ("jwt-hs256-secret", "JWT_HS256_SECRET"), ("jwt-ttl", "JWT_TTL"), ("introspection-clients", "INTROSPECTION_CLIENTS"),
+        ] {
+            #expect(ServiceOptions.flags.contains(flag) && ServiceOptions.environmentName(ofFlag: flag) == variable)
+        }
         #expect(ServiceOptions.arguments(fromEnvironment: ["REDIS_URL": "redis://h", "HOME": "/root"]) == ["--redis-url", "redis://h"])
+    }
+
+    @Test func accessTokenSettingsAreReadAndSecretsNeverEchoed() throws {
+        #expect(try ServiceConfiguration(environment: [:], arguments: []).accessTokens == nil)
+        let secret = "a-shared-secret-of-at-least-32-bytes!"
+        let shared = try ServiceConfiguration(
+            environment: ["JWT_HS256_SECRET": secret, "JWT_TTL": "900", "JWT_ISSUER": "https://auth.example", "JWT_AUDIENCE": "orders"],
+            arguments: []
+        )
+        let issuer = try #require(shared.accessTokens)
+        #expect(issuer.lifetime == 900 && issuer.issuer == "https://auth.example" && issuer.audience == "orders")
+        #expect(issuer.keys.signingAlgorithm == .hs256)
+        for (bad, hidden) in [
+            (["JWT_HS256_SECRET": "too-short-secret-hunter2"], "hunter2"), (["JWT_TTL": "901"], "901"),
+            (["INTROSPECTION_CLIENTS": "gateway-hunter2"], "hunter2"), (["JWT_KEYS_FILE": "/nonexistent/keys.json"], "\u{0}"),
+        ] {
+            let error = #expect(throws: ConfigurationError.self) { try ServiceConfiguration(environment: bad, arguments: []) }
+            #expect(error?.description.contains(hidden) == false, "\(error?.description ?? "")")
+        }
+        let flagged = #expect(throws: ConfigurationError.self) {
+            try ServiceConfiguration(environment: [:], arguments: ["--jwt-hs256-secret=hunter2hunter2", "--port", "x"])
+        }
+        #expect(flagged?.description.contains("hunter2") == false)
+        let clients = try ServiceConfiguration(environment: ["INTROSPECTION_CLIENTS": "gw:se:cret, api:x"], arguments: [])
+        let basic = "Basic " + Data("gw:se:cret".utf8).base64EncodedString()
+        #expect(clients.introspectionClients.client(authorization: basic) == "gw")
+        #expect(clients.introspectionClients.client(authorization: "Basic " + Data("api:x".utf8).base64EncodedString()) == "api")
+        #expect(clients.introspectionClients.client(authorization: "Basic " + Data("gw:se".utf8).base64EncodedString()) == nil)
+        #expect(!"\(clients.introspectionClients)".contains("cret"))
     }
 
     /// Only shortening the absolute lifetime must not crash-loop the service: the idle timeout is capped, with a warning.

@@ -1,26 +1,27 @@
-import Foundation
-import HTTPTypes
+public import Foundation
+public import HTTPTypes
 import Hummingbird
-import HummingbirdTesting
+public import HummingbirdTesting
 import Logging
 import NIOCore
 import Redis
 import SessionCore
-import SessionHTTP
+public import SessionHTTP
 import TestSupport
 import Testing
 
 /// Instances of the real service (real HTTP on loopback, real Redis), sharing one Redis.
-enum Instances {
+public enum Instances {
     /// A configuration for tests: a unique key prefix (so tests do not see each other), cheap bcrypt, port 0.
     /// The service's Redis URL: the least-privilege ACL user that scripts/test creates.
-    static var serviceRedisURL: String { ProcessInfo.processInfo.environment["TEST_SERVICE_REDIS_URL"] ?? TestRedis.url }
+    public static var serviceRedisURL: String { ProcessInfo.processInfo.environment["TEST_SERVICE_REDIS_URL"] ?? TestRedis.url }
 
-    static func configuration(redisURL: String = Instances.serviceRedisURL, _ tweak: (inout ServiceConfiguration) -> Void = { _ in }) throws
-        -> ServiceConfiguration
-    {
+    public static func configuration(
+        redisURL: String = Instances.serviceRedisURL, environment: [String: String] = [:], _ tweak: (inout ServiceConfiguration) -> Void = { _ in }
+    ) throws -> ServiceConfiguration {
         var configuration = try ServiceConfiguration(
-            environment: ["REDIS_URL": redisURL, "PORT": "0", "BCRYPT_COST": "4", "KEY_PREFIX": "ss:it\(UUID().uuidString.prefix(8)):"],
+            environment: ["REDIS_URL": redisURL, "PORT": "0", "BCRYPT_COST": "4", "KEY_PREFIX": "ss:it\(UUID().uuidString.prefix(8)):"]
+                .merging(environment) { $1 },
             arguments: []
         )
         tweak(&configuration)
@@ -28,7 +29,7 @@ enum Instances {
     }
 
     /// Runs `body` with `count` live instances of one configuration.
-    static func with(
+    public static func with(
         _ count: Int, _ configuration: ServiceConfiguration, waitForRedis: Bool = true,
         _ body: @escaping @Sendable ([any TestClientProtocol]) async throws -> Void
     ) async throws {
@@ -54,7 +55,7 @@ enum Instances {
         }
     }
 
-    static func waitUntilReady(_ client: any TestClientProtocol) async throws {
+    public static func waitUntilReady(_ client: any TestClientProtocol) async throws {
         for _ in 0..<300 {
             if try await client.executeRequest(uri: "/readyz", method: .get, headers: [:], body: nil).status == .ok { return }
             try await Task.sleep(for: .milliseconds(10))
@@ -65,7 +66,7 @@ enum Instances {
 
 /// Small conveniences over the test client, speaking the API's JSON.
 extension TestClientProtocol {
-    func call(_ method: HTTPRequest.Method, _ uri: String, token: String? = nil, json: [String: Any]? = nil, headers: HTTPFields = [:])
+    public func call(_ method: HTTPRequest.Method, _ uri: String, token: String? = nil, json: [String: Any]? = nil, headers: HTTPFields = [:])
         async throws -> TestResponse
     {
         var headers = headers
@@ -79,20 +80,20 @@ extension TestClientProtocol {
     }
 
     @discardableResult
-    func register(_ username: String, _ password: String = "correct horse") async throws -> String {
+    public func register(_ username: String, _ password: String = "correct horse") async throws -> String {
         let response = try await call(.post, "/v1/users", json: ["username": username, "password": password])
         #expect(response.status == .created, "register \(username): \(response.status)")
         return response.json["user_id"] as? String ?? ""
     }
 
     /// Registers a new user and logs in: the token of a fresh session.
-    func newSessionToken() async throws -> String {
+    public func newSessionToken() async throws -> String {
         let name = uniqueName()
         try await register(name)
         return try await login(name)
     }
 
-    func login(_ username: String, _ password: String = "correct horse", headers: HTTPFields = [:]) async throws -> String {
+    public func login(_ username: String, _ password: String = "correct horse", headers: HTTPFields = [:]) async throws -> String {
         let response = try await call(.post, "/v1/login", json: ["username": username, "password": password], headers: headers)
         #expect(response.status == .ok, "login \(username): \(response.status) \(String(buffer: response.body))")
         return response.json["token"] as? String ?? ""
@@ -100,10 +101,10 @@ extension TestClientProtocol {
 }
 
 extension TestResponse {
-    var json: [String: Any] {
+    public var json: [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView))) as? [String: Any] ?? [:]
     }
-    var errorCode: String? { json["error"] as? String }
+    public var errorCode: String? { json["error"] as? String }
 }
 
-func uniqueName(_ label: String = "user") -> String { "\(label)-\(UUID().uuidString.prefix(12).lowercased())" }
+public func uniqueName(_ label: String = "user") -> String { "\(label)-\(UUID().uuidString.prefix(12).lowercased())" }
