@@ -111,6 +111,11 @@ final class RedisChannelHandler: ChannelInboundHandler {
         do {
             try decoder.feed(unwrapInboundIn(data))
             while let reply = try decoder.next() {
+                // A pub/sub message can arrive while a command (a PING) waits: it is never that command's reply.
+                if let onPush, Self.isPubSubMessage(reply) {
+                    onPush(reply)
+                    continue
+                }
                 guard let entry = pending.popFirst() else {
                     guard let onPush else { throw RedisError(.protocolError, "reply from Redis with no command waiting for it") }
                     onPush(reply)
@@ -129,6 +134,12 @@ final class RedisChannelHandler: ChannelInboundHandler {
             failAll(error as? RedisError ?? RedisError(.protocolError))
             context.close(promise: nil)
         }
+    }
+
+    /// `["message", channel, payload]` or `["pmessage", pattern, channel, payload]`: what RESP2 pushes to a subscriber.
+    static func isPubSubMessage(_ reply: RESPValue) -> Bool {
+        guard case .array(let parts?) = reply, let kind = parts.first?.bytes else { return false }
+        return kind.elementsEqual("message".utf8) || kind.elementsEqual("pmessage".utf8)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -18,6 +18,10 @@ public enum RedisConnectionEvent: Sendable {
     case disconnected(slot: Int, node: String)
     /// Sentinel announced or reported a new master, or a cluster's masters changed (`node`: the new master(s)).
     case masterChanged(node: String)
+    /// Client-side caching works with `node`: the invalidation listener and the tracked reader are up.
+    case trackingReady(node: String)
+    /// Client-side caching with `node` failed or stopped (reads go uncached until `trackingReady`).
+    case trackingFailed(node: String, error: RedisError)
 }
 
 /// An async/await Redis client over small pools of pipelined connections: to one node, to the master Sentinel
@@ -80,11 +84,15 @@ public final class RedisClient: Service, Sendable {
     ///   - eventLoopGroup: the loops the connections live on (share the HTTP server's to save thread hops).
     ///   - logger: debug-level connection logs.
     ///   - onEvent: told of connects, failures, disconnects and master changes.
+    ///   - onInvalidation: turns on client-side caching (`CLIENT TRACKING`): each node (every master of a cluster) gets
+    ///     a tracked reader for `sendTracked(_:on:completion:)` and a listener whose invalidations come here, with `.all`
+    ///     whenever tracking of any node was lost. Called on event loops; must not block.
     public init(
         configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "redis"),
-        onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void = { _ in }
+        onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void = { _ in },
+        onInvalidation: (@Sendable (RedisInvalidation) -> Void)? = nil
     ) {
         self.configuration = configuration
         let loops = Array(eventLoopGroup.makeIterator())
@@ -104,7 +112,7 @@ public final class RedisClient: Service, Sendable {
         case .single(let endpoint):
             let pool = RedisNodePool(
                 configuration: configuration, loops: poolLoops, purpose: .data, tls: tls, logger: logger, onEvent: onEvent,
-                resolve: { if let tlsError { throw tlsError } else { return endpoint } }
+                onInvalidation: onInvalidation, resolve: { if let tlsError { throw tlsError } else { return endpoint } }
             )
             route = .node(pool, sentinel: nil)
         case .sentinel(let masterName, let sentinels):
@@ -114,11 +122,16 @@ public final class RedisClient: Service, Sendable {
             )
             let pool = RedisNodePool(
                 configuration: configuration, loops: poolLoops, purpose: .master, tls: tls, logger: logger, onEvent: onEvent,
-                resolve: { if let tlsError { throw tlsError } else { return try await sentinel.resolveMaster() } }
+                onInvalidation: onInvalidation, resolve: { if let tlsError { throw tlsError } else { return try await sentinel.resolveMaster() } }
             )
             route = .node(pool, sentinel: sentinel)
         case .cluster(let seeds):
-            route = .cluster(RedisCluster(seeds: seeds, configuration: configuration, tls: tls, logger: logger, loops: poolLoops, onEvent: onEvent))
+            route = .cluster(
+                RedisCluster(
+                    seeds: seeds, configuration: configuration, tls: tls, logger: logger, loops: poolLoops, onEvent: onEvent,
+                    onInvalidation: onInvalidation
+                )
+            )
         }
         minReplicas = configuration.effectiveMinReplicas
         waitCommand = minReplicas > 0 ? RedisCommand("WAIT", [minReplicas, max(1, Int(configuration.waitTimeout.milliseconds))]) : nil
@@ -255,6 +268,33 @@ public final class RedisClient: Service, Sendable {
             }
         }
         attempt(byHash: true)
+    }
+
+    /// Sends commands on the tracked reader of their node (client-side caching: Redis will tell `onInvalidation` when
+    /// any key they read changes), from event-loop code; `completion` runs on `eventLoop`. No redirect is followed
+    /// and nothing is retried: a failure (no healthy tracking, a `MOVED`) means "read without caching". An internal of
+    /// the session store's near cache.
+    package func sendTracked(
+        _ commands: [RedisCommand], on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+    ) {
+        let deliver: @Sendable (Result<RESPValue, RedisError>) -> Void = { result in
+            if eventLoop.inEventLoop { completion(result) } else { eventLoop.execute { completion(result) } }
+        }
+        let reader: RedisConnection?
+        switch route {
+        case .node(let pool, _): reader = pool.trackedReader
+        case .cluster(let cluster): reader = cluster.trackedReader(slot: commands.lazy.compactMap(\.hashSlot).first)
+        }
+        guard let reader, reader.reserve(commands.count) else { return deliver(.failure(RedisError(.unavailable, "no tracked reader"))) }
+        commandsSent.increment(by: commands.count)
+        reader.send(commands) { result in
+            guard case .success(let reply) = result else { return deliver(result) }
+            let replies = commands.count == 1 ? [reply] : reply.array ?? []
+            if let message = replies.lazy.compactMap({ if case .error(let m) = $0 { m } else { nil } }).first {
+                return deliver(.failure(RedisError(.server, message)))
+            }
+            deliver(.success(reply))
+        }
     }
 
     /// Sends commands on one connection, following a cluster's redirects; `completion` gets the reply (an `.array`

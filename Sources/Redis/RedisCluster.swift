@@ -27,6 +27,7 @@ final class RedisCluster: Sendable {
     private let logger: Logger
     private let loops: [any EventLoop]
     private let onEvent: @Sendable (RedisConnectionEvent) -> Void
+    private let onInvalidation: (@Sendable (RedisInvalidation) -> Void)?
     private let state: NIOLockedValueBox<State>
     /// Wakes the refresh loop, and hands it new pools to run.
     private let wakeUps: AsyncStream<RedisNodePool?>.Continuation
@@ -36,8 +37,9 @@ final class RedisCluster: Sendable {
 
     init(
         seeds: [RedisConfiguration.Endpoint], configuration: RedisConfiguration, tls: NIOSSLContext?, logger: Logger, loops: [any EventLoop],
-        onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void
+        onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void, onInvalidation: (@Sendable (RedisInvalidation) -> Void)? = nil
     ) {
+        self.onInvalidation = onInvalidation
         self.configuration = configuration
         self.tls = tls
         self.logger = logger
@@ -107,6 +109,15 @@ final class RedisCluster: Sendable {
         }
     }
 
+    /// The tracked reader of the master of `slot`, while its tracking is healthy.
+    func trackedReader(slot: UInt16?) -> RedisConnection? {
+        let pool = state.withLockedValue { state -> RedisNodePool? in
+            guard let slot, let endpoint = state.slots[Int(slot)] else { return nil }
+            return state.pools[endpoint]
+        }
+        return pool?.trackedReader
+    }
+
     /// A connection to a node named by a redirect, starting a pool for it when it is new.
     func connection(to endpoint: RedisConfiguration.Endpoint, replies: Int, preferring eventLoop: (any EventLoop)?) throws(RedisError)
         -> RedisConnection
@@ -134,7 +145,7 @@ final class RedisCluster: Sendable {
             if let pool = state.pools[endpoint] { return (pool, false) }
             let pool = RedisNodePool(
                 configuration: configuration, loops: loops, purpose: .master, tls: tls, logger: logger, onEvent: onEvent,
-                resolve: { endpoint }
+                onInvalidation: onInvalidation, resolve: { endpoint }
             )
             state.pools[endpoint] = pool
             if !state.known.contains(endpoint) { state.known.append(endpoint) }

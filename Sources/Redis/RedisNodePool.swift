@@ -23,11 +23,18 @@ final class RedisNodePool: Sendable {
     private let slotLoops: [any EventLoop]
     private let nextSlot = ManagedAtomic(0)
     private let stopped = ManagedAtomic(false)
+    /// The client-side caching pair of this node, when the client was asked for invalidations.
+    private let tracker: RedisTracker?
 
     init(
         configuration: RedisConfiguration, loops: [any EventLoop], purpose: RedisConnection.Purpose, tls: NIOSSLContext?, logger: Logger,
-        onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void, resolve: @escaping @Sendable () async throws -> RedisConfiguration.Endpoint
+        onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void, onInvalidation: (@Sendable (RedisInvalidation) -> Void)? = nil,
+        resolve: @escaping @Sendable () async throws -> RedisConfiguration.Endpoint
     ) {
+        self.tracker = onInvalidation.map {
+            RedisTracker(
+                configuration: configuration, purpose: purpose, tls: tls, loop: loops[0], logger: logger, onInvalidation: $0, onEvent: onEvent)
+        }
         self.configuration = configuration
         self.purpose = purpose
         self.tls = tls
@@ -44,19 +51,28 @@ final class RedisNodePool: Sendable {
             for index in slots.indices {
                 group.addTask { await self.maintain(slot: index) }
             }
+            if let tracker {
+                let resolve = self.resolve
+                group.addTask { await tracker.run(resolve: resolve) }
+            }
         }
     }
 
     /// Ends `run()`: no new connection is made and the current ones close.
     func stop() {
         stopped.store(true, ordering: .relaxed)
+        tracker?.stop()
         reconnectAll()
     }
 
     /// Closes every current connection; each slot reconnects (resolving its node again) unless stopped.
     func reconnectAll() {
         for slot in slots { slot.withLockedValue { $0 }?.channel.close(promise: nil) }
+        tracker?.close()
     }
+
+    /// The tracked reader of client-side caching, while its invalidations are sure to arrive; nil otherwise.
+    var trackedReader: RedisConnection? { tracker?.reader }
 
     /// Whether at least one connection is up.
     var isConnected: Bool {

@@ -1,23 +1,34 @@
 import Foundation
 package import NIOCore
+import NIOPosix
 public import Redis
 
-/// Sessions in Redis, shared by every instance: one `EVALSHA` per authenticated request.
+/// Sessions in Redis, shared by every instance: one `EVALSHA` per authenticated request — or none, for a session
+/// the near cache holds.
 ///
-/// A session is one 28-byte string keyed by a hash of the token, with a TTL equal to the idle timeout
-/// (capped by the absolute deadline); a per-user sorted set indexes a user's sessions for listing and
-/// revocation without SCAN. Every script reads Redis' clock (`TIME`), so instances with skewed clocks agree.
-/// See `KeySchema` for the keys.
+/// A session is one 28-byte string keyed by a hash of the token, with a TTL of the idle timeout (capped by the
+/// absolute deadline) that use renews at most once per touch interval (see `SessionConfiguration.touchInterval`); a
+/// per-user sorted set indexes a user's sessions for listing and revocation without SCAN. Every script reads Redis'
+/// clock (`TIME`), so instances with skewed clocks agree. See `KeySchema` for the keys.
+///
+/// With a `NearCache` (whose invalidations the client feeds: `RedisClient(onInvalidation:)`), authentication reads a
+/// session once with a tracked `GET` + `PTTL` and answers from memory until Redis reports a change; a renewal is sent
+/// when the cached TTL falls to the idle timeout. A read-only `GET` is what Redis tracks: a key read inside a script
+/// is not.
 public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     let redis: RedisClient
     let configuration: SessionConfiguration
     let keys: KeySchema
+    /// Sessions answered from memory; nil: every authentication asks Redis.
+    let nearCache: NearCache?
 
     /// A store over a running client.
-    public init(redis: RedisClient, configuration: SessionConfiguration) {
+    /// - Parameter nearCache: a cache fed by `redis`'s invalidations (the same client's `onInvalidation`).
+    public init(redis: RedisClient, configuration: SessionConfiguration, nearCache: NearCache? = nil) {
         self.redis = redis
         self.configuration = configuration
         self.keys = KeySchema(prefix: configuration.keyPrefix)
+        self.nearCache = nearCache
     }
 
     public func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) {
@@ -45,29 +56,89 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     public func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? {
+        if nearCache != nil {
+            let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
+            return try await withCheckedContinuation { continuation in
+                authenticate(token, on: eventLoop) { continuation.resume(returning: $0) }
+            }.get()
+        }
         let id = token.sessionID
-        let reply = try await run(Self.authenticateScript, keys: [keys.session(id, tag: token.tag)], arguments: [configuration.idleMilliseconds])
-        return session(id: id, authenticated: reply)
+        return session(id: id, authenticated: try await run(Self.authenticateScript, keys: [keys.session(id, tag: token.tag)], arguments: renewal))
     }
 
-    /// The same as `authenticate(_:)`, from event-loop code and without a task: the verification fast path.
-    /// The command goes out on a Redis connection of `eventLoop` when there is one; `completion` runs on `eventLoop`.
+    /// The same as `authenticate(_:)`, from event-loop code and without a task: the verification fast path. A cached
+    /// session is answered before this returns; otherwise the command goes out on a Redis connection of `eventLoop`
+    /// when there is one. `completion` runs on `eventLoop`.
     package func authenticate(
         _ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void
     ) {
         let id = token.sessionID
-        redis.evaluate(
-            Self.authenticateScript, keys: [keys.session(id, tag: token.tag)], arguments: [configuration.idleMilliseconds], on: eventLoop
-        ) { result in
+        let key = keys.session(id, tag: token.tag)
+        guard let nearCache else { return authenticateInRedis(id: id, key: key, on: eventLoop, completion: completion) }
+        let now = NIODeadline.now()
+        if let entry = nearCache.entry(key, now: now) {
+            completion(.success(cachedSession(id: id, value: entry.value, remaining: entry.deadline - now)))
+            if entry.deadline - now <= .milliseconds(configuration.idleMilliseconds) { touch(key, on: eventLoop) }
+            return
+        }
+        let ticket = nearCache.beginRead(key)
+        redis.sendTracked([RedisCommand("GET", [key]), RedisCommand("PTTL", [key])], on: eventLoop) { result in
+            guard case .success(let reply) = result, let replies = reply.array, replies.count == 2 else {
+                // No tracking now (or a cluster redirect): ask Redis the uncached way; nothing is kept.
+                nearCache.cancelRead(key, ticket: ticket)
+                return self.authenticateInRedis(id: id, key: key, on: eventLoop, completion: completion)
+            }
+            guard let value = replies[0].bytes, value.count == 28, let ttl = replies[1].int, ttl > 0 else {
+                nearCache.cancelRead(key, ticket: ticket)
+                return completion(.success(nil))
+            }
+            // From when the read was sent, less the millisecond PTTL may round away: never later than Redis' own
+            // deadline (which is capped at the absolute one).
+            let remaining = TimeAmount.milliseconds(ttl - 1)
+            nearCache.completeRead(key, ticket: ticket, value: value, deadline: now + remaining, fetchedAt: now)
+            completion(.success(self.cachedSession(id: id, value: value, remaining: remaining - (.now() - now))))
+            if ttl <= configuration.idleMilliseconds { self.touch(key, on: eventLoop) }
+        }
+    }
+
+    /// Whether a token's session is answered from the near cache now (for tests and diagnostics; counts as a use).
+    package func isCached(_ token: SessionToken) -> Bool { cachedRemaining(token) != nil }
+
+    /// The time a cached session has left by its cached deadline; nil when it is not cached.
+    package func cachedRemaining(_ token: SessionToken) -> TimeAmount? {
+        let now = NIODeadline.now()
+        return nearCache?.entry(keys.session(token.sessionID, tag: token.tag), now: now).map { $0.deadline - now }
+    }
+
+    /// The authenticate script: one EVALSHA that checks, and renews when due.
+    private func authenticateInRedis(
+        id: SessionID, key: [UInt8], on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void
+    ) {
+        redis.evaluate(Self.authenticateScript, keys: [key], arguments: renewal, on: eventLoop) { result in
             completion(result.map { self.session(id: id, authenticated: $0) }.mapError(SessionError.init))
         }
     }
 
+    /// Renews a cached session's idle deadline (the authenticate script, whose reply is not needed). Its `PEXPIRE`
+    /// invalidates every cached copy, this one too: the next use reads the new deadline.
+    private func touch(_ key: [UInt8], on eventLoop: any EventLoop) {
+        redis.evaluate(Self.authenticateScript, keys: [key], arguments: renewal, on: eventLoop) { _ in }
+    }
+
+    /// The authenticate script's arguments: the TTL a renewal sets, and the TTL at or below which one is due.
+    private var renewal: [any RESPArgument] { [configuration.renewalMilliseconds, configuration.idleMilliseconds] }
+
     /// The session in the authenticate script's reply, or nil.
     private func session(id: SessionID, authenticated reply: RESPValue) -> Session? {
-        guard let fields = reply.array, fields.count == 2, let value = fields[0].bytes, let now = fields[1].int else { return nil }
-        // The script set the TTL to the idle timeout; `decode` caps the deadline at the absolute one.
-        return decode(id: id, value: value, expiresAt: now + configuration.idleMilliseconds, now: now)
+        guard let fields = reply.array, fields.count == 3, let value = fields[0].bytes, let now = fields[1].int, let ttl = fields[2].int
+        else { return nil }
+        return decode(id: id, value: value, expiresAt: now + ttl, now: now)
+    }
+
+    /// A session from a cached value, in this process' wall clock (only the remaining time came from Redis).
+    private func cachedSession(id: SessionID, value: [UInt8], remaining: TimeAmount) -> Session? {
+        let now = Int64((Date().timeIntervalSince1970 * 1000).rounded(.down))
+        return decode(id: id, value: value, expiresAt: now + max(0, remaining.nanoseconds / 1_000_000), now: now)
     }
 
     public func peek(_ token: SessionToken) async throws(SessionError) -> Session? {
@@ -93,14 +164,17 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     public func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool {
-        let reply = try await run(
-            Self.revokeScript, keys: [keys.sessionIndex(user), keys.session(session, tag: user.tag)], arguments: [session.bytes], durable: true
-        )
+        let key = keys.session(session, tag: user.tag)
+        let reply = try await run(Self.revokeScript, keys: [keys.sessionIndex(user), key], arguments: [session.bytes], durable: true)
+        // Redis tells every instance's cache, this one's too; this one is told now, before the caller hears "done".
+        nearCache?.invalidate(.keys([key]))
         return reply.int == 1
     }
 
     public func revokeAll(for user: UserID) async throws(SessionError) {
-        _ = try await run(Self.revokeAllScript, keys: [keys.sessionIndex(user)], arguments: [keys.sessionKeyPrefix(user.tag)], durable: true)
+        let prefix = keys.sessionKeyPrefix(user.tag)
+        let reply = try await run(Self.revokeAllScript, keys: [keys.sessionIndex(user)], arguments: [prefix], durable: true)
+        nearCache?.invalidate(.keys((reply.array ?? []).compactMap { $0.bytes.map { prefix + $0 } }))
     }
 
     public func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage {
@@ -147,9 +221,9 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         let absolute = Self.int48(value[0..<6])
         let created = Self.int48(value[6..<12])
         let userID = UserID(bytes: value[12..<28])
-        // The TTL is set to the idle timeout at each use, so the last use is the deadline minus the idle timeout
-        // (exact while that deadline is not capped by the absolute one).
-        let lastSeen = max(created, min(now, expiresAt - configuration.idleMilliseconds))
+        // A renewal sets the TTL to idle + touch interval, so the last renewal is the deadline minus that (exact while
+        // the deadline is not capped by the absolute one); the last use is at most one touch interval later.
+        let lastSeen = max(created, min(now, expiresAt - configuration.renewalMilliseconds))
         return Session(
             id: id, userID: userID, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(expiresAt, absolute)),
             absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(lastSeen)
@@ -200,19 +274,26 @@ extension RedisSessionStore {
             """
     )
 
-    /// KEYS: session. ARGV: idle ms. Returns {value, now} and slides the idle deadline, or nil.
+    /// KEYS: session. ARGV: renewal TTL ms (idle + touch interval), idle ms. Returns {value, now, ttl}, or nil.
+    /// Renews only when due — the TTL has fallen to the idle timeout, i.e. no renewal within the last touch interval —
+    /// and only to extend it: most uses write nothing (nothing to replicate, no cached copy invalidated).
     static let authenticateScript = RedisScript(
         Lua.redisTime + """
             local value = redis.call('GET', KEYS[1])
             if not value then return nil end
             local now = redisTime()
-            local ttl = math.min(tonumber(ARGV[1]), struct.unpack('>I6', value) - now)
-            if ttl <= 0 then
+            local remaining = struct.unpack('>I6', value) - now
+            if remaining <= 0 then
                 redis.call('DEL', KEYS[1])
                 return nil
             end
-            redis.call('PEXPIRE', KEYS[1], ttl)
-            return {value, now}
+            local ttl = redis.call('PTTL', KEYS[1])
+            local renewed = math.min(tonumber(ARGV[1]), remaining)
+            if ttl <= tonumber(ARGV[2]) and renewed > ttl then
+                redis.call('PEXPIRE', KEYS[1], renewed)
+                ttl = renewed
+            end
+            return {value, now, ttl}
             """
     )
 
@@ -236,13 +317,13 @@ extension RedisSessionStore {
         """
     )
 
-    /// KEYS: index. ARGV: session key prefix. Ends every session in the index, and the index.
+    /// KEYS: index. ARGV: session key prefix. Ends every session in the index, and the index; returns the session IDs.
     static let revokeAllScript = RedisScript(
         """
         local members = redis.call('ZRANGE', KEYS[1], 0, -1)
         for _, id in ipairs(members) do redis.call('DEL', ARGV[1] .. id) end
         redis.call('DEL', KEYS[1])
-        return #members
+        return members
         """
     )
 

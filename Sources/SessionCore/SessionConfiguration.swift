@@ -14,6 +14,10 @@ public struct SessionConfiguration: Sendable, Equatable {
     /// Live sessions one user may hold (`MAX_SESSIONS_PER_USER`); a login beyond it ends the user's oldest session, so
     /// every per-user script stays bounded.
     public var maxSessionsPerUser: Int
+    /// How often, at most, a session's idle deadline is renewed in Redis (`SESSION_TOUCH_INTERVAL`); nil: min(60 s,
+    /// idle / 10). A renewal sets the TTL to idle + interval and happens once the TTL has fallen to idle, so a session
+    /// lives at least the idle timeout after its last use and at most one interval more — never past the absolute expiry.
+    public var touchInterval: Duration?
 
     public init(
         idleTimeout: Duration = .seconds(1800), absoluteTimeout: Duration = .seconds(86400), keyPrefix: String = "ss:",
@@ -26,5 +30,9 @@ public struct SessionConfiguration: Sendable, Equatable {
     }
 
     var idleMilliseconds: Int64 { idleTimeout.milliseconds }
+    /// The touch interval in effect.
+    public var effectiveTouchInterval: Duration { touchInterval ?? min(.seconds(60), idleTimeout / 10) }
+    /// The TTL a renewal sets: idle + touch interval.
+    var renewalMilliseconds: Int64 { idleMilliseconds + effectiveTouchInterval.milliseconds }
     var absoluteMilliseconds: Int64 { absoluteTimeout.milliseconds }
 }

@@ -31,6 +31,8 @@ public struct ServiceConfiguration: Sendable {
     public var cookie: SessionCookie
     /// Whether `GET /account` is served.
     public var accountPage: Bool
+    /// The near cache (`NEAR_CACHE*`); nil when off.
+    public var nearCache: NearCacheSettings?
     /// Signed access tokens (`JWT_*`); nil when neither `JWT_KEYS_FILE` nor `JWT_HS256_SECRET` is set: the JWT routes
     /// answer 404 `jwt_disabled`.
     public var accessTokens: AccessTokenIssuer?
@@ -95,6 +97,10 @@ public struct ServiceConfiguration: Sendable {
                     + "(\(options.sessionAbsoluteTimeout) s); using \(options.sessionAbsoluteTimeout) s for both"
             )
         }
+        sessions.touchInterval = options.sessionTouchInterval.map { .milliseconds(Int64(($0 * 1000).rounded())) }
+        nearCache =
+            options.nearCache == .on
+            ? NearCacheSettings(maxEntries: options.nearCacheMaxEntries, maxAge: .milliseconds(options.nearCacheMaxAgeMs)) : nil
         registrationOpen = options.registration == .open
         loginMaxFailures = options.loginMaxFailures
         loginMaxFailuresPerUser = options.loginMaxFailuresPerUser
@@ -138,5 +144,16 @@ public struct ServiceConfiguration: Sendable {
     /// - Throws: `ConfigurationError` naming the setting and what is wrong (never echoing a password).
     public init(environment: [String: String], arguments: [String]) throws(ConfigurationError) {
         try self.init(ServiceOptions.parse(environment: environment, arguments: arguments))
+    }
+}
+
+/// The near cache's bounds (`NEAR_CACHE_MAX_ENTRIES`, `NEAR_CACHE_MAX_AGE_MS`).
+public struct NearCacheSettings: Sendable, Equatable {
+    public var maxEntries: Int
+    public var maxAge: Duration
+
+    public init(maxEntries: Int = 100_000, maxAge: Duration = .seconds(10)) {
+        self.maxEntries = maxEntries
+        self.maxAge = maxAge
     }
 }

@@ -71,6 +71,21 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp("Seconds after login a session ends, whatever its use.", valueName: "seconds"))
     public var sessionAbsoluteTimeout = 86400
 
+    @Option(
+        help: ArgumentHelp(
+            "A session's idle deadline is renewed at most this often; it may outlive its idle timeout by up to this much. Default: min(60, idle/10).",
+            valueName: "seconds"))
+    public var sessionTouchInterval: Double?
+
+    @Option(help: "on: answer hot sessions from memory, kept coherent by Redis' CLIENT TRACKING invalidations; off: ask Redis every time.")
+    public var nearCache: Switch = .on
+
+    @Option(help: "Sessions the near cache holds at most (CLOCK eviction).")
+    public var nearCacheMaxEntries = 100_000
+
+    @Option(help: ArgumentHelp("Longest a cached session is used without reading Redis again, whatever Redis says.", valueName: "milliseconds"))
+    public var nearCacheMaxAgeMs = 10_000
+
     @Option(help: "Live sessions per user; a login beyond it ends the user's oldest session.")
     public var maxSessionsPerUser = 100
 
@@ -171,6 +186,11 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(redisTimeoutMs, in: 10...60_000, "redis-timeout-ms")
         try Self.check(redisWaitTimeoutMs, in: 1...60_000, "redis-wait-timeout-ms")
         try Self.check(jwtTtl, in: 1...900, "jwt-ttl")
+        try Self.check(nearCacheMaxEntries, in: 1...100_000_000, "near-cache-max-entries")
+        try Self.check(nearCacheMaxAgeMs, in: 1...3_600_000, "near-cache-max-age-ms")
+        if let sessionTouchInterval, !(0.001...86400).contains(sessionTouchInterval) {
+            throw ValidationError("--session-touch-interval must be from 0.001 to 86400 seconds")
+        }
         if jwtKeysFile == nil, let jwtHs256Secret, jwtHs256Secret.utf8.count < 32 {
             throw ValidationError("--jwt-hs256-secret must be at least 32 bytes")
         }

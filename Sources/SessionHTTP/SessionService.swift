@@ -18,8 +18,12 @@ public enum SessionService {
         metricsText: @escaping @Sendable () -> String = { "" }
     ) -> Application<RouterResponder<SessionRequestContext>> {
         let events = RedisEventLog(logger: logger, endpoint: configuration.redis.description)
-        let redis = RedisClient(configuration: configuration.redis, logger: logger) { events.record($0) }
-        let sessions = RedisSessionStore(redis: redis, configuration: configuration.sessions)
+        let nearCache = configuration.nearCache.map { NearCache(maxEntries: $0.maxEntries, maxAge: TimeAmount($0.maxAge)) }
+        let redis = RedisClient(
+            configuration: configuration.redis, logger: logger, onEvent: { events.record($0) },
+            onInvalidation: nearCache.map { cache -> @Sendable (RedisInvalidation) -> Void in { cache.invalidate($0) } }
+        )
+        let sessions = RedisSessionStore(redis: redis, configuration: configuration.sessions, nearCache: nearCache)
         let accounts = AccountService(
             users: RedisUserStore(redis: redis, keyPrefix: configuration.sessions.keyPrefix),
             sessions: sessions,
@@ -63,6 +67,8 @@ final class RedisEventLog: Sendable {
     private let endpoint: String
     private let lastFailure = NIOLockedValueBox<String?>(nil)
     private let nodesSeen = NIOLockedValueBox<Set<String>>([])
+    private let lastTrackingFailure = NIOLockedValueBox<String?>(nil)
+    private let trackedNodes = NIOLockedValueBox<Set<String>>([])
 
     init(logger: Logger, endpoint: String) {
         self.logger = logger
@@ -96,6 +102,25 @@ final class RedisEventLog: Sendable {
             )
         case .masterChanged(let node):
             logger.warning("Redis master changed", metadata: ["redis.endpoint": "\(endpoint)", "redis.master": "\(node)"])
+        case .trackingReady(let node):
+            let wasFailing = lastTrackingFailure.withLockedValue { last in
+                defer { last = nil }
+                return last != nil
+            }
+            if wasFailing || trackedNodes.withLockedValue({ $0.insert(node).inserted }) {
+                logger.info("near cache tracking Redis", metadata: ["redis.node": "\(node)"])
+            }
+        case .trackingFailed(let node, let error):
+            let isNew = lastTrackingFailure.withLockedValue { last in
+                defer { last = error.message }
+                return last != error.message
+            }
+            if isNew {
+                logger.warning(
+                    "near cache not tracking Redis; verifying without it",
+                    metadata: ["redis.node": "\(node)", "error": "\(error.message)"]
+                )
+            }
         }
     }
 }

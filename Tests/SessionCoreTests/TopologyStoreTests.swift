@@ -93,7 +93,7 @@ import Testing
                     while rounds.last?.contains(true) ?? true {
                         let commands = tokens.shuffled().map { token in
                             RedisSessionStore.authenticateScript.command(
-                                byHash: false, keys: [store.keys.session(token.sessionID, tag: token.tag)], arguments: [1_800_000]
+                                byHash: false, keys: [store.keys.session(token.sessionID, tag: token.tag)], arguments: [1_860_000, 1_800_000]
                             )
                         }
                         rounds.append(try await redis.pipeline(commands).map { !$0.isNull })
