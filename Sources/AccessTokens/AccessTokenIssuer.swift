@@ -28,6 +28,19 @@ public struct AccessTokenIssuer: Sendable {
         self.lifetime = lifetime
     }
 
+    /// The JOSE header of every token.
+    private struct Header: Encodable {
+        let alg: String
+        let kid: String
+        let typ: String
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+
     /// A signed token for a live session, and its claims.
     /// - Throws: `AccessTokenError` only if signing fails (it does not with keys the set accepted).
     public func issue(for session: Session, username: String?, now: Date = Date()) async throws(AccessTokenError) -> (
@@ -42,11 +55,14 @@ public struct AccessTokenIssuer: Sendable {
             tokenID: Base64URL.encode((0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }),
             sessionID: session.id, username: username
         )
-        var header = JWTHeader()
-        header.typ = "at+jwt"
-        let kid = keys.signingKeyID.map { JWKIdentifier(string: $0) }
+        // The compact JWS, made here with jwt-kit's algorithm (see `AccessTokenKeySet.Storage` for why not its actor).
+        guard let kid = keys.signingKeyID, let algorithm = keys.algorithm(ofKey: kid), let signer = await keys.storage.algorithm(kid) else {
+            throw AccessTokenError(.invalidKeys, "no signing key")
+        }
         do {
-            return (try await keys.storage.keyCollection().sign(claims, kid: kid, header: header), claims)
+            let header = try Self.encoder.encode(Header(alg: algorithm.rawValue, kid: kid, typ: "at+jwt"))
+            let input = Base64URL.encode(header) + "." + Base64URL.encode(try Self.encoder.encode(claims))
+            return (input + "." + Base64URL.encode(try signer.sign(Array(input.utf8))), claims)
         } catch {
             throw AccessTokenError(.invalidKeys, "signing failed")
         }

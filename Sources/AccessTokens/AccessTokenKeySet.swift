@@ -55,19 +55,30 @@ public struct AccessTokenKeySet: Sendable, CustomStringConvertible {
         self.publicJWKS = String(decoding: data, as: UTF8.self)
     }
 
-    /// jwt-kit's key collection, filled on first use: it is an actor, and a key set is made synchronously (at start-up,
-    /// while the configuration is read).
+    /// jwt-kit's signing algorithms, one per key, made on first use. jwt-kit hands them out through its key collection,
+    /// an actor; verifying through the actor would run every verification of the process one at a time, so the
+    /// algorithms are taken out once (`getKey(for:)`) and used directly — `verify(_:signs:)` and `sign(_:)` are
+    /// synchronous and thread-safe.
     final class Storage: Sendable {
         private let keys: [(kid: String, key: Key)]
-        private let collection = JWTKeyCollection()
-        private let filled = Atomic<Bool>(false)
+        private let made = Mutex<[String: any JWTAlgorithm]?>(nil)
 
         init(keys: [(kid: String, key: Key)]) { self.keys = keys }
 
-        /// The filled collection. Two first callers may both fill it: adding a key under its `kid` again replaces it
-        /// with the same key, so the race is harmless.
-        func keyCollection() async -> JWTKeyCollection {
-            if filled.load(ordering: .acquiring) { return collection }
+        /// The algorithms by key ID, when already made: the path every token after the first takes.
+        var algorithmsIfMade: [String: any JWTAlgorithm]? { made.withLock { $0 } }
+
+        /// The algorithm of a key ID, made now if it was not yet.
+        func algorithm(_ kid: String) async -> (any JWTAlgorithm)? {
+            if let made = algorithmsIfMade { return made[kid] }
+            return await algorithms()[kid]
+        }
+
+        /// The algorithms by key ID. Two first callers may both make them: the same keys make the same algorithms.
+        func algorithms() async -> [String: any JWTAlgorithm] {
+            if let made = algorithmsIfMade { return made }
+            let collection = JWTKeyCollection()
+            var result: [String: any JWTAlgorithm] = [:]
             for (kid, key) in keys {
                 let identifier = JWKIdentifier(string: kid)
                 switch key {
@@ -78,9 +89,10 @@ public struct AccessTokenKeySet: Sendable, CustomStringConvertible {
                 case .p256Public(let key): await collection.add(ecdsa: try! ES256PublicKey(backing: key), kid: identifier)
                 case .secret(let secret): await collection.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256, kid: identifier)
                 }
+                result[kid] = try? await collection.getKey(for: identifier)
             }
-            filled.store(true, ordering: .releasing)
-            return collection
+            made.withLock { $0 = result }
+            return result
         }
     }
 
