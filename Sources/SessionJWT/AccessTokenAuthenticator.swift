@@ -91,10 +91,14 @@ public struct AccessTokenAuthenticator<Context: AccessTokenRequestContext>: Rout
     /// Verifies with the current keys; on an unknown `kid`, once more with refetched keys (rate-limited).
     func verify(_ token: String) async throws -> AccessTokenClaims {
         let current: AccessTokenKeySet
-        do {
-            current = try await keys.current()
-        } catch {
-            throw AccessTokenHTTPError.keysUnavailable
+        if let fresh = keys.freshKeys {
+            current = fresh
+        } else {
+            do {
+                current = try await keys.current()
+            } catch {
+                throw AccessTokenHTTPError.keysUnavailable
+            }
         }
         do {
             return try await verifier(current).verify(token)

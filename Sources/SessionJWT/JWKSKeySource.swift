@@ -4,6 +4,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOHTTP1
+import Synchronization
 
 /// Where a downstream service gets the keys that verify access tokens: the session service's JWKS document
 /// (`GET /.well-known/jwks.json`), fetched and cached, or a fixed key set (an HS256 shared secret, keys from a file).
@@ -21,8 +22,15 @@ public actor JWKSKeySource {
     private let origin: Origin
     private let minimumRefreshInterval: Duration
     private let logger: Logger
-    private var keys: AccessTokenKeySet?
-    private var freshUntil: ContinuousClock.Instant = .now
+    /// The fresh keys, readable without entering the actor: every request needs them, and an actor would take
+    /// requests one at a time just to hand them out.
+    private nonisolated let fresh = Mutex<(keys: AccessTokenKeySet, until: ContinuousClock.Instant)?>(nil)
+    private var keys: AccessTokenKeySet? {
+        didSet { fresh.withLock { $0 = keys.map { ($0, freshUntil) } } }
+    }
+    private var freshUntil: ContinuousClock.Instant = .now {
+        didSet { fresh.withLock { $0 = keys.map { ($0, freshUntil) } } }
+    }
     private var lastFetch: ContinuousClock.Instant?
     private var inFlight: Task<(AccessTokenKeySet, Duration), any Error>?
 
@@ -44,6 +52,12 @@ public actor JWKSKeySource {
         self.logger = Logger(label: "session-jwt")
         self.keys = keys
         self.freshUntil = .now + .seconds(86400 * 365 * 100)
+        fresh.withLock { $0 = (keys, .now + .seconds(86400 * 365 * 100)) }
+    }
+
+    /// The keys while they are fresh, without entering the actor; nil when `current()` must fetch.
+    public nonisolated var freshKeys: AccessTokenKeySet? {
+        fresh.withLock { snapshot in snapshot.flatMap { ContinuousClock.now < $0.until ? $0.keys : nil } }
     }
 
     /// The current keys: cached while fresh, else fetched (the stale set if the fetch fails).

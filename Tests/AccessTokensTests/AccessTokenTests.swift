@@ -248,6 +248,20 @@ import Testing
         #expect(throws: AccessTokenError.invalidKeys("")) { try AccessTokenKeySet.load(file: path + ".missing") }
     }
 
+    @Test func base64urlRoundTripsAndHasOneSpellingPerValue() {
+        var generator = SystemRandomNumberGenerator()
+        for length in 0..<70 {
+            let bytes = (0..<length).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+            let text = Base64URL.encode(bytes)
+            let foundation = Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            #expect(text == foundation && Base64URL.decode(text) == bytes, "\(length)")
+        }
+        // Padding, the standard alphabet, an impossible length and non-zero unused bits are refused.
+        for bad in ["AQ==", "A+/B", "AQIDB", "AR", "AQJ", "a b"] { #expect(Base64URL.decode(bad) == nil, "\(bad)") }
+        #expect(Base64URL.decode("AQ") == [1] && Base64URL.decode("AQI") == [1, 2])
+    }
+
     @Test func theGeneratedKeyIDIsTheRFC7638Thumbprint() throws {
         // RFC 8037 appendix A.3: the thumbprint of its Ed25519 example key.
         let key = try Curve25519.Signing.PublicKey(rawRepresentation: Base64URL.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")!)
