@@ -34,7 +34,8 @@ public struct AccessTokenVerifier: Sendable {
     ///   - allowExpired: accept a token past `exp` (revocation: ending the session behind an expired token is fine).
     /// - Throws: `AccessTokenError` saying which check failed (`unknownKey` lets a caller refresh its keys and retry).
     public func verify(_ token: String, now: Date = Date(), allowExpired: Bool = false) async throws(AccessTokenError) -> AccessTokenClaims {
-        let header = try Self.header(of: token)
+        let jws = try CompactJWS(token)
+        let header = try jws.decodedHeader()
         guard let alg = header.alg, alg.lowercased() != "none" else { throw AccessTokenError(.unsupportedAlgorithm, "alg is none or missing") }
         guard let type = header.typ, Self.isAccessTokenType(type) else { throw AccessTokenError(.wrongType, "typ is not at+jwt") }
         guard header.crit == nil else { throw AccessTokenError(.malformed, "crit names extensions this verifier does not understand") }
@@ -49,13 +50,10 @@ public struct AccessTokenVerifier: Sendable {
         guard let signer = await keys.storage.algorithm(kid) else {
             throw AccessTokenError(.unknownKey, "kid \(kid) has no usable key")
         }
-        // The signing input is the token up to its last dot; `header(of:)` checked there are exactly two.
-        let lastDot = token.utf8.lastIndex(of: UInt8(ascii: "."))!
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard let signature = Base64URL.decode(parts[2]), let payload = Base64URL.decode(parts[1]) else {
+        guard let signature = Base64URL.decode(jws.signature), let payload = Base64URL.decode(jws.payload) else {
             throw AccessTokenError(.malformed, "not a compact JWS (three base64url parts)")
         }
-        guard (try? signer.verify(signature, signs: Array(token.utf8[..<lastDot]))) == true else {
+        guard (try? signer.verify(signature, signs: Array(jws.signingInput.utf8))) == true else {
             throw AccessTokenError(.badSignature, "the signature does not match")
         }
         let claims: AccessTokenClaims
@@ -91,13 +89,35 @@ public struct AccessTokenVerifier: Sendable {
     /// The JOSE header, read before anything else (and without verifying anything): three base64url parts, the first
     /// a JSON object.
     public static func header(of token: String) throws(AccessTokenError) -> Header {
-        guard token.utf8.count <= maxLength else { throw AccessTokenError(.malformed, "longer than \(maxLength) bytes") }
+        try CompactJWS(token).decodedHeader()
+    }
+}
+
+/// A compact JWS cut into its parts once: the header, the payload and the signature, and the signing input.
+struct CompactJWS {
+    let header: Substring
+    let payload: Substring
+    let signature: Substring
+    /// `header.payload`: what the signature signs.
+    let signingInput: Substring
+
+    init(_ token: String) throws(AccessTokenError) {
+        guard token.utf8.count <= AccessTokenVerifier.maxLength else {
+            throw AccessTokenError(.malformed, "longer than \(AccessTokenVerifier.maxLength) bytes")
+        }
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty, let bytes = Base64URL.decode(parts[0]) else {
+        guard parts.count == 3, !parts[0].isEmpty, !parts[1].isEmpty else {
             throw AccessTokenError(.malformed, "not a compact JWS (three base64url parts)")
         }
+        (header, payload, signature) = (parts[0], parts[1], parts[2])
+        signingInput = token[parts[0].startIndex..<parts[1].endIndex]
+    }
+
+    /// The header's members; the header must be base64url of a JSON object of strings.
+    func decodedHeader() throws(AccessTokenError) -> AccessTokenVerifier.Header {
+        guard let bytes = Base64URL.decode(header) else { throw AccessTokenError(.malformed, "not a compact JWS (three base64url parts)") }
         do {
-            return try JSONDecoder().decode(Header.self, from: Data(bytes))
+            return try JSONDecoder().decode(AccessTokenVerifier.Header.self, from: Data(bytes))
         } catch {
             throw AccessTokenError(.malformed, "the header is not a JSON object of strings")
         }

@@ -22,15 +22,10 @@ public actor JWKSKeySource {
     private let origin: Origin
     private let minimumRefreshInterval: Duration
     private let logger: Logger
-    /// The fresh keys, readable without entering the actor: every request needs them, and an actor would take
-    /// requests one at a time just to hand them out.
-    private nonisolated let fresh = Mutex<(keys: AccessTokenKeySet, until: ContinuousClock.Instant)?>(nil)
-    private var keys: AccessTokenKeySet? {
-        didSet { fresh.withLock { $0 = keys.map { ($0, freshUntil) } } }
-    }
-    private var freshUntil: ContinuousClock.Instant = .now {
-        didSet { fresh.withLock { $0 = keys.map { ($0, freshUntil) } } }
-    }
+    /// The last keys and until when they are fresh: the one copy, readable without entering the actor — every request
+    /// needs the keys, and an actor would take requests one at a time just to hand them out. Written only by the actor.
+    private nonisolated let cached = Mutex<(keys: AccessTokenKeySet, freshUntil: ContinuousClock.Instant)?>(nil)
+    private var keys: AccessTokenKeySet? { cached.withLock { $0?.keys } }
     private var lastFetch: ContinuousClock.Instant?
     private var inFlight: Task<(AccessTokenKeySet, Duration), any Error>?
 
@@ -50,20 +45,18 @@ public actor JWKSKeySource {
         self.origin = .fixed
         self.minimumRefreshInterval = .seconds(60)
         self.logger = Logger(label: "session-jwt")
-        self.keys = keys
-        self.freshUntil = .now + .seconds(86400 * 365 * 100)
-        fresh.withLock { $0 = (keys, .now + .seconds(86400 * 365 * 100)) }
+        cached.withLock { $0 = (keys, .now + .seconds(86400 * 365 * 100)) }
     }
 
     /// The keys while they are fresh, without entering the actor; nil when `current()` must fetch.
     public nonisolated var freshKeys: AccessTokenKeySet? {
-        fresh.withLock { snapshot in snapshot.flatMap { ContinuousClock.now < $0.until ? $0.keys : nil } }
+        cached.withLock { snapshot in snapshot.flatMap { ContinuousClock.now < $0.freshUntil ? $0.keys : nil } }
     }
 
     /// The current keys: cached while fresh, else fetched (the stale set if the fetch fails).
     /// - Throws: when there never were keys and the fetch failed.
     public func current() async throws -> AccessTokenKeySet {
-        if let keys, ContinuousClock.now < freshUntil { return keys }
+        if let fresh = freshKeys { return fresh }
         if let keys, let lastFetch, ContinuousClock.now - lastFetch < minimumRefreshInterval { return keys }
         // Never had keys and the last try failed: refuse at once for a second rather than queue every request on a fetch.
         if keys == nil, inFlight == nil, let lastFetch, ContinuousClock.now - lastFetch < .seconds(1) {
@@ -100,8 +93,7 @@ public actor JWKSKeySource {
         }
         defer { inFlight = nil }
         let (set, maxAge) = try await task.value
-        keys = set
-        freshUntil = .now + min(max(maxAge, .seconds(60)), .seconds(3600))
+        cached.withLock { $0 = (set, .now + min(max(maxAge, .seconds(60)), .seconds(3600))) }
         return set
     }
 
