@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Multi-stage: build with the Swift toolchain, run on a slim Debian with only hiredis' runtime library, as non-root.
 
-FROM swift:6.2-bookworm AS build
+FROM swift:6.3-bookworm AS build
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libhiredis-dev \

@@ -73,6 +73,8 @@ public final class RedisClient: Service, Sendable {
     var redirectsFollowed: (moved: Int, ask: Int) {
         (movedRedirects.load(ordering: .relaxed), askRedirects.load(ordering: .relaxed))
     }
+    /// Latency, in-flight and connection series, and spans in traced requests.
+    private let telemetry: RedisTelemetry
     private let redirectCounters = (
         moved: Counter(label: "redis_cluster_redirects_total", dimensions: [("kind", "moved")]),
         ask: Counter(label: "redis_cluster_redirects_total", dimensions: [("kind", "ask")])
@@ -95,6 +97,12 @@ public final class RedisClient: Service, Sendable {
         onInvalidation: (@Sendable (RedisInvalidation) -> Void)? = nil
     ) {
         self.configuration = configuration
+        let telemetry = RedisTelemetry(database: configuration.database)
+        self.telemetry = telemetry
+        let onEvent: @Sendable (RedisConnectionEvent) -> Void = { event in
+            telemetry.record(event)
+            onEvent(event)
+        }
         let loops = Array(eventLoopGroup.makeIterator())
         let poolLoops = loops.isEmpty ? [eventLoopGroup.next()] : loops
         // A TLS setting that cannot load (a missing CA file) fails every connection attempt with its reason;
@@ -244,7 +252,7 @@ public final class RedisClient: Service, Sendable {
         @Sendable func attempt(byHash: Bool) {
             var commands = [script.command(byHash: byHash, keys: keys, arguments: arguments)]
             if let wait { commands.append(wait) }
-            dispatch(commands, on: eventLoop) { result in
+            dispatch(commands, script: script.name, on: eventLoop) { result in
                 guard case .success(let reply) = result else { return completion(result) }
                 // WAIT rides right behind the write on the same connection: it counts that connection's writes.
                 let replies = wait == nil ? [reply] : reply.array ?? []
@@ -287,7 +295,9 @@ public final class RedisClient: Service, Sendable {
         }
         guard let reader, reader.reserve(commands.count) else { return deliver(.failure(RedisError(.unavailable, "no tracked reader"))) }
         commandsSent.increment(by: commands.count)
+        let operation = telemetry.begin(script: nil, commands)
         reader.send(commands) { result in
+            self.telemetry.end(operation, result)
             guard case .success(let reply) = result else { return deliver(result) }
             let replies = commands.count == 1 ? [reply] : reply.array ?? []
             if let message = replies.lazy.compactMap({ if case .error(let m) = $0 { m } else { nil } }).first {
@@ -299,16 +309,24 @@ public final class RedisClient: Service, Sendable {
 
     /// Sends commands on one connection, following a cluster's redirects; `completion` gets the reply (an `.array`
     /// of the replies for several commands) on `eventLoop`, or on the connection's loop with nil.
+    /// `script` names the latency series and span of a script's run; nil: the commands' names do.
     private func dispatch(
-        _ commands: [RedisCommand], on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+        _ commands: [RedisCommand], script: String? = nil, on eventLoop: (any EventLoop)?,
+        completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
+        let telemetry = self.telemetry
+        let started = telemetry.begin(script: script, commands)
         let deliver: @Sendable (Result<RESPValue, RedisError>) -> Void
         if let eventLoop {
             deliver = { result in
+                telemetry.end(started, result)
                 if eventLoop.inEventLoop { completion(result) } else { eventLoop.execute { completion(result) } }
             }
         } else {
-            deliver = completion
+            deliver = { result in
+                telemetry.end(started, result)
+                completion(result)
+            }
         }
         var slot: UInt16?
         if case .cluster = route {

@@ -6,9 +6,12 @@ public struct RedisScript: Sendable, Hashable {
     public let source: String
     /// The lowercase hex SHA-1 of the source, as Redis names scripts.
     public let sha1: String
+    /// What the script does, in a word (`authenticate`): names its spans and its latency series.
+    public let name: String
 
     /// Wraps a Lua source and computes its SHA-1.
-    public init(_ source: String) {
+    public init(name: String = "script", _ source: String) {
+        self.name = name
         self.source = source
         self.sha1 = Hex.encode(Array(Insecure.SHA1.hash(data: Array(source.utf8))))
     }

@@ -1,4 +1,5 @@
 import Crypto
+import Metrics
 public import Redis
 
 /// Failed-login counting shared by every instance, on three counters that all count every failure (a known
@@ -21,6 +22,9 @@ public struct LoginThrottle: Sendable {
     public let maxFailuresPerAddress: Int
     /// The window (`LOGIN_FAILURE_WINDOW`, default 900 s).
     public let window: Duration
+    /// `session_login_throttle_hits_total{limit}`: logins refused, by the counter at its limit
+    /// (`user_address`, `user`, `address`; a refusal with several at their limit counts for each).
+    private let hits = ["user_address", "user", "address"].map { Counter(label: "session_login_throttle_hits_total", dimensions: [("limit", $0)]) }
 
     public init(
         redis: RedisClient, keyPrefix: String, maxFailures: Int = 5, maxFailuresPerUser: Int = 20, maxFailuresPerAddress: Int = 100,
@@ -46,6 +50,7 @@ public struct LoginThrottle: Sendable {
             }
         }
         if let milliseconds = waits.max(), milliseconds > 0 {
+            for (index, wait) in waits.enumerated() where wait > 0 { hits[index].increment() }
             throw .tooManyAttempts(retryAfter: Int((milliseconds + 999) / 1000))
         }
     }
@@ -88,6 +93,7 @@ public struct LoginThrottle: Sendable {
 
     /// KEYS: a counter. ARGV: its limit. Milliseconds until it expires when it is at its limit, else 0.
     static let checkScript = RedisScript(
+        name: "throttle_check",
         """
         if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then return 0 end
         return math.max(0, redis.call('PTTL', KEYS[1]))
@@ -96,6 +102,7 @@ public struct LoginThrottle: Sendable {
 
     /// KEYS: a counter. ARGV: window ms. The window starts at the counter's first failure.
     static let failScript = RedisScript(
+        name: "throttle_fail",
         """
         local count = redis.call('INCR', KEYS[1])
         if count == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end

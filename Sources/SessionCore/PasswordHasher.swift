@@ -2,7 +2,10 @@ import Atomics
 import Crypto
 import Foundation
 import HummingbirdBcrypt
+import Metrics
 import NIOPosix
+import Redis
+import Tracing
 
 #if canImport(Glibc)
     import Glibc
@@ -25,6 +28,9 @@ public final class PasswordHasher: Sendable {
     private let pool: NIOThreadPool
     private let maxQueued: Int
     private let queued = ManagedAtomic(0)
+    /// `session_password_hash_queue_depth`: hashes waiting for or running on the pool.
+    private let queueDepth = Meter(label: "session_password_hash_queue_depth")
+    private let tracer = ActiveTracer.current
     private static let scheme = "bcrypt-hs256$"
     private static let prehashKey = SymmetricKey(data: Array("session-service/password-prehash/v1".utf8))
     /// A hash of a random password at the same cost, checked when the user does not exist, so unknown
@@ -50,32 +56,45 @@ public final class PasswordHasher: Sendable {
     /// Hashes a new password off the caller's thread.
     public func hash(_ password: String) async throws(SessionError) -> String {
         let cost = self.cost
-        return try await runOnPool { Self.scheme + Bcrypt.hash(Self.prehash(password), cost: cost) }
+        return try await runOnPool("password.hash") { Self.scheme + Bcrypt.hash(Self.prehash(password), cost: cost) }
     }
 
     /// Checks a password against a stored hash (or against the decoy when `hash` is nil) off the caller's thread.
     /// - Returns: true only for a real hash that matches.
     public func verify(_ password: String, against hash: String?) async throws(SessionError) -> Bool {
         let stored = hash ?? decoy
-        let matches = try await runOnPool { () -> Bool in
+        let matches = try await runOnPool("password.verify") { () -> Bool in
             guard stored.hasPrefix(Self.scheme) else { return false }
             return Bcrypt.verify(Self.prehash(password), hash: String(stored.dropFirst(Self.scheme.count)))
         }
         return hash != nil && matches
     }
 
-    private func runOnPool<T: Sendable>(_ work: @escaping @Sendable () -> T) async throws(SessionError) -> T {
+    /// Runs one hash on the pool; in a traced request, as a span named `operation` (its queueing included).
+    private func runOnPool<T: Sendable>(_ operation: String, _ work: @escaping @Sendable () -> T) async throws(SessionError) -> T {
         guard queued.loadThenWrappingIncrement(ordering: .relaxed) < maxQueued else {
             queued.wrappingDecrement(ordering: .relaxed)
             throw SessionError.overloaded
         }
-        defer { queued.wrappingDecrement(ordering: .relaxed) }
+        queueDepth.increment()
+        var span: (any Span)?
+        if let tracer, let parent = ServiceContext.current {
+            span = tracer.startSpan(operation, context: parent, ofKind: .internal)
+            span?.attributes["password.hash.algorithm"] = "bcrypt"
+            span?.attributes["password.hash.cost"] = Int(cost)
+        }
+        defer {
+            span?.end()
+            queueDepth.decrement()
+            queued.wrappingDecrement(ordering: .relaxed)
+        }
         do {
             return try await pool.runIfActive {
                 Self.yieldCPUToEventLoops()
                 return work()
             }
         } catch {
+            span?.setStatus(SpanStatus(code: .error))
             throw SessionError.overloaded
         }
     }

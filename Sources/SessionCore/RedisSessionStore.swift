@@ -241,6 +241,7 @@ extension RedisSessionStore {
     /// KEYS: session, index. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes), session key prefix,
     /// max sessions per user. Returns {created, idle deadline}, or nil when the session key already exists.
     static let createScript = RedisScript(
+        name: "create",
         Lua.redisTime + """
             local now = redisTime()
             local idle = tonumber(ARGV[2])
@@ -278,6 +279,7 @@ extension RedisSessionStore {
     /// Renews only when due — the TTL has fallen to the idle timeout, i.e. no renewal within the last touch interval —
     /// and only to extend it: most uses write nothing (nothing to replicate, no cached copy invalidated).
     static let authenticateScript = RedisScript(
+        name: "authenticate",
         Lua.redisTime + """
             local value = redis.call('GET', KEYS[1])
             if not value then return nil end
@@ -299,6 +301,7 @@ extension RedisSessionStore {
 
     /// KEYS: session. Returns {value, now, idle deadline} without renewing anything, or nil.
     static let peekScript = RedisScript(
+        name: "peek",
         Lua.redisTime + """
             local value = redis.call('GET', KEYS[1])
             if not value then return nil end
@@ -310,6 +313,7 @@ extension RedisSessionStore {
 
     /// KEYS: index, session. ARGV: session ID. Returns 1 when a live session of that user was ended.
     static let revokeScript = RedisScript(
+        name: "revoke",
         """
         if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
         redis.call('ZREM', KEYS[1], ARGV[1])
@@ -319,6 +323,7 @@ extension RedisSessionStore {
 
     /// KEYS: index. ARGV: session key prefix. Ends every session in the index, and the index; returns the session IDs.
     static let revokeAllScript = RedisScript(
+        name: "revoke_all",
         """
         local members = redis.call('ZRANGE', KEYS[1], 0, -1)
         for _, id in ipairs(members) do redis.call('DEL', ARGV[1] .. id) end
@@ -331,6 +336,7 @@ extension RedisSessionStore {
     /// user. Prunes ended sessions; returns {now, {id, value, deadline, score, …}, more (1 or 0)}. Reads at most
     /// limit + 1 + max entries: the cursor's equal-score predecessors are at most a user's sessions.
     static let listScript = RedisScript(
+        name: "list",
         Lua.redisTime + """
             local now = redisTime()
             redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. math.floor(now / 1000))

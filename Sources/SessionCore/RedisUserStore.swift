@@ -80,6 +80,7 @@ public final class RedisUserStore: UserStore {
 
     /// KEYS: user key. ARGV: username, password hash. Writes the record, stamped with Redis' clock.
     static let recordScript = RedisScript(
+        name: "record_user",
         Lua.redisTime + """
             redis.call('HSET', KEYS[1], 'name', ARGV[1], 'pw', ARGV[2], 'created', redisTime())
             return 1
@@ -88,6 +89,7 @@ public final class RedisUserStore: UserStore {
 
     /// KEYS: username key. ARGV: user ID. 1 when reserved, 0 when taken.
     static let reserveScript = RedisScript(
+        name: "reserve_user",
         """
         if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
         return 0

@@ -4,17 +4,31 @@ import Logging
 import NIOCore
 import Redis
 import SessionCore
+import Tracing
 
-/// The outermost middleware: every error becomes the API's JSON error, every response gets the API's headers,
-/// and each request is logged once (at debug; server errors at error). Never logs Authorization or Cookie.
+/// The outermost middleware: every error becomes the API's JSON error, every response gets the API's headers and its
+/// request's `X-Request-Id`, and each request is observed (`RequestTelemetry`: id, span, metrics, one log line at
+/// debug, server errors at error). Never logs Authorization or Cookie.
 public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
-    public init() {}
+    let telemetry: RequestTelemetry
+
+    /// - Parameter trustedProxies: whose `X-Request-Id` (and `X-Forwarded-For`, for the span's client address) to believe.
+    public init(trustedProxies: TrustedProxies = .none) {
+        self.telemetry = RequestTelemetry(trustedProxies: trustedProxies)
+    }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let start = ContinuousClock.now
+        let observation = telemetry.begin(request.head, peer: (context as? any RemoteAddressRequestContext)?.remoteAddress)
+        var context = context
+        // Hummingbird's own id is replaced by the one the response carries, so a log line and a response match.
+        context.logger[metadataKey: "hb.request.id"] = nil
+        context.logger[metadataKey: "request_id"] = .string(observation.id)
         var response: Response
         do {
-            response = try await next(request, context)
+            response = try await RequestObservation.$current.withValue(observation) {
+                guard let serviceContext = observation.serviceContext else { return try await next(request, context) }
+                return try await ServiceContext.$current.withValue(serviceContext) { try await next(request, context) }
+            }
         } catch let error as APIError {
             response = try error.response(from: request, context: context)
         } catch let error as HTTPError {
@@ -29,29 +43,17 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
             response = try APIError(.internalServerError, code: "internal", message: "internal error").response(from: request, context: context)
         }
         // Exactly `close`, as Hummingbird's loop compares it (EdgeHandler spells any other close option so): no parsing here.
-        Self.addStandardHeaders(to: &response.headers, closing: request.headers[.connection] == "close")
-        Self.logRequest(context.logger, method: request.method, path: request.uri.path, status: response.status, start: start)
+        Self.addStandardHeaders(to: &response.headers, closing: request.headers[.connection] == "close", requestID: observation.id)
+        telemetry.end(observation, route: context.endpointPath ?? "NotFound", status: response.status, logger: context.logger)
         return response
     }
 
     /// The headers every API response carries, and `Connection: close` when the server closes after it (RFC 9112 §9.6).
-    static func addStandardHeaders(to headers: inout HTTPFields, closing: Bool) {
+    static func addStandardHeaders(to headers: inout HTTPFields, closing: Bool, requestID: String) {
         headers[.xContentTypeOptions] = "nosniff"
         if headers[.cacheControl] == nil { headers[.cacheControl] = "no-store" }
+        headers[.xRequestID] = requestID
         if closing { headers[.connection] = "close" }
-    }
-
-    /// One line per request: at debug, server errors at error.
-    static func logRequest(_ logger: Logger, method: HTTPRequest.Method, path: String, status: HTTPResponse.Status, start: ContinuousClock.Instant) {
-        let level: Logger.Level = status.code >= 500 ? .error : .debug
-        guard logger.logLevel <= level else { return }
-        logger.log(
-            level: level, "request",
-            metadata: [
-                "http.method": "\(method)", "http.path": "\(path)",
-                "http.status": "\(status.code)", "http.duration_ms": "\((ContinuousClock.now - start).milliseconds)",
-            ]
-        )
     }
 
     static func translate(_ error: HTTPError, request: Request) -> APIError {

@@ -26,18 +26,33 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
     let store: any SessionStore
     /// The browser transport; nil: bearer only.
     let cookie: SessionCookie?
-    private let verified = Counter(label: "session_verifications_total", dimensions: [("result", "ok")])
-    private let invalid = Counter(label: "session_verifications_total", dimensions: [("result", "invalid")])
-    private let malformed = Counter(label: "session_verifications_total", dimensions: [("result", "malformed")])
-    private let missing = Counter(label: "session_verifications_total", dimensions: [("result", "missing")])
+    /// `session_verifications_total{result, path}`: `ok`, `invalid` (unknown, expired or revoked), `malformed`, `missing`,
+    /// `unavailable` (the store failed), on the `router` or the `fast_path` (`EdgeHandler`).
+    private let verified, invalid, malformed, missing, unavailable: Counter
     private let storeErrors = Counter(label: "session_store_errors_total")
+
+    /// Which path a verification took, for the `path` label.
+    enum Path: String {
+        case router
+        case fastPath = "fast_path"
+    }
 
     /// - Parameters:
     ///   - store: where sessions live.
     ///   - cookie: also accept this session cookie when a request has no `Authorization` header.
     public init(store: any SessionStore, cookie: SessionCookie? = nil) {
+        self.init(store: store, cookie: cookie, path: .router)
+    }
+
+    init(store: any SessionStore, cookie: SessionCookie?, path: Path) {
         self.store = store
         self.cookie = cookie
+        func counter(_ result: String) -> Counter {
+            Counter(label: "session_verifications_total", dimensions: [("result", result), ("path", path.rawValue)])
+        }
+        (verified, invalid, malformed, missing, unavailable) = (
+            counter("ok"), counter("invalid"), counter("malformed"), counter("missing"), counter("unavailable")
+        )
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -51,9 +66,11 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
         let session = try check(result, logger: context.logger)
         var context = context
         context.session = session
+        RequestObservation.current?.identify(session)
         if context.logger.logLevel <= .debug {
             // Only when it can be logged: setting metadata copies the logger's dictionary on every request.
-            context.logger[metadataKey: "session.id"] = "\(session.id.hex)"
+            context.logger[metadataKey: "session_id"] = "\(session.id.hex)"
+            context.logger[metadataKey: "user_id"] = "\(session.userID.text)"
         }
         return try await next(request, context)
     }
@@ -108,6 +125,7 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
             invalid.increment()
             throw .invalidToken
         case .failure(let error):
+            unavailable.increment()
             storeErrors.increment()
             logger.warning("session store unavailable during authentication", metadata: ["error": "\(error)"])
             throw APIError(error)

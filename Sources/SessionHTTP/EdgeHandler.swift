@@ -1,12 +1,12 @@
 import HTTPTypes
 import Hummingbird
 import Logging
-import Metrics
 import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import Redis
 import SessionCore
+import Tracing
 
 #if canImport(Glibc)
     import Glibc
@@ -41,39 +41,19 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
-    /// What every connection's handler shares: the store, the authenticator's counters, the route's metrics.
+    /// What every connection's handler shares: the store, the authenticator (its counters labelled `fast_path`), the
+    /// request telemetry (the router's series, ids, spans and log line).
     struct Shared: Sendable {
         let store: any EventLoopSessionAuthenticating
         let authenticator: BearerAuthenticator<SessionRequestContext>
         let logger: Logger
-        let metrics: [Int: RouteMetrics]
-        let activeRequests = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", "GET")])
+        let telemetry: RequestTelemetry
 
-        init(store: any EventLoopSessionAuthenticating, cookie: SessionCookie? = nil, logger: Logger) {
+        init(store: any EventLoopSessionAuthenticating, cookie: SessionCookie? = nil, trustedProxies: TrustedProxies = .none, logger: Logger) {
             self.store = store
-            self.authenticator = BearerAuthenticator(store: store, cookie: cookie)
+            self.authenticator = BearerAuthenticator(store: store, cookie: cookie, path: .fastPath)
             self.logger = logger
-            self.metrics = Dictionary(uniqueKeysWithValues: [200, 400, 401, 403, 503].map { ($0, RouteMetrics(status: $0)) })
-        }
-    }
-
-    /// Hummingbird's `MetricsMiddleware` series for this route, so /metrics reads the same whichever path served.
-    struct RouteMetrics: Sendable {
-        let requests: Counter
-        let duration: Metrics.Timer
-        let errors: Counter?
-
-        init(status: Int) {
-            let dimensions = [("http.route", "/v1/verify"), ("http.request.method", "GET"), ("http.response.status_code", "\(status)")]
-            requests = Counter(label: "hb.requests", dimensions: dimensions)
-            duration = Metrics.Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds)
-            errors =
-                status < 400
-                ? nil
-                : Counter(
-                    label: "hb.request.errors",
-                    dimensions: [("http.route", "/v1/verify"), ("http.request.method", "GET"), ("error.type", "\(status)")]
-                )
+            self.telemetry = RequestTelemetry(trustedProxies: trustedProxies)
         }
     }
 
@@ -176,57 +156,59 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func verify(_ request: HTTPRequest, close: Bool, context: ChannelHandlerContext) {
         guard let shared else { return }
-        let start = ContinuousClock.now
-        shared.activeRequests.increment()
+        let observation = shared.telemetry.begin(request, peer: context.channel.remoteAddress)
         let token: SessionToken
         do {
             token = try shared.authenticator.token(from: request)
         } catch {
-            answer(error.status, error.responseHeaders, error.body, start: start, context: context)
+            answer(error.status, error.responseHeaders, error.body, observation, context: context)
             return
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        shared.store.authenticate(token, on: context.eventLoop) { result in
-            let (handler, context) = loopBound.value
-            handler.authenticated(result, start: start, context: context)
+        let authenticate = {
+            shared.store.authenticate(token, on: context.eventLoop) { result in
+                let (handler, context) = loopBound.value
+                handler.authenticated(result, observation, context: context)
+            }
+        }
+        // No task here: the span is bound for the synchronous call, so the Redis command it sends is its child.
+        if let serviceContext = observation.serviceContext {
+            ServiceContext.$current.withValue(serviceContext, operation: authenticate)
+        } else {
+            authenticate()
         }
     }
 
-    private func authenticated(_ result: Result<Session?, SessionError>, start: ContinuousClock.Instant, context: ChannelHandlerContext) {
+    private func authenticated(_ result: Result<Session?, SessionError>, _ observation: RequestObservation, context: ChannelHandlerContext) {
         guard let shared else { return }
         do {
-            let (headers, body) = Routes.verified(try shared.authenticator.check(result, logger: shared.logger))
-            answer(.ok, headers, body, start: start, context: context)
+            let session = try shared.authenticator.check(result, logger: shared.logger)
+            observation.identify(session)
+            let (headers, body) = Routes.verified(session)
+            answer(.ok, headers, body, observation, context: context)
         } catch {
-            answer(error.status, error.responseHeaders, error.body, start: start, context: context)
+            answer(error.status, error.responseHeaders, error.body, observation, context: context)
         }
     }
 
     private func answer(
-        _ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, start: ContinuousClock.Instant, context: ChannelHandlerContext
+        _ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, _ observation: RequestObservation, context: ChannelHandlerContext
     ) {
         guard let shared else { return }
-        defer { shared.activeRequests.decrement() }
+        defer { shared.telemetry.end(observation, route: "/v1/verify", status: status, logger: shared.logger) }
         guard case .write(let close) = state.answered() else { return }
-        write(status, headers, body, closing: close, context: context)
-        if let metrics = shared.metrics[status.code] {
-            metrics.requests.increment()
-            metrics.duration.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
-            metrics.errors?.increment()
-        }
-        var logger = shared.logger
-        if logger.logLevel <= .debug || status.code >= 500 {
-            logger[metadataKey: "hb.request.id"] = "\(RequestID())"  // as the router's request logger carries
-        }
-        APIMiddleware<SessionRequestContext>.logRequest(logger, method: .get, path: "/v1/verify", status: status, start: start)
+        write(status, headers, body, closing: close, requestID: observation.id, context: context)
     }
 
     /// Writes a whole response with the API's standard headers; `closing` closes the output after it, as the router's
     /// loop does after a `Connection: close` request (the peer's close then ends the connection).
-    private func write(_ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, closing: Bool, context: ChannelHandlerContext) {
+    private func write(
+        _ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, closing: Bool, requestID: String? = nil,
+        context: ChannelHandlerContext
+    ) {
         var headers = headers
         headers[.contentLength] = String(body.readableBytes)
-        APIMiddleware<SessionRequestContext>.addStandardHeaders(to: &headers, closing: closing)
+        APIMiddleware<SessionRequestContext>.addStandardHeaders(to: &headers, closing: closing, requestID: requestID ?? RequestID().description)
         headers[.date] = date.now()
         context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(body)), promise: nil)

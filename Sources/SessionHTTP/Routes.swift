@@ -63,8 +63,7 @@ public struct Routes: Sendable {
 
     /// Adds every route to a router whose context is `SessionRequestContext`.
     public func add(to router: Router<SessionRequestContext>) {
-        router.add(middleware: APIMiddleware())
-        router.add(middleware: MetricsMiddleware())
+        router.add(middleware: APIMiddleware(trustedProxies: trustedProxies))
         router.get("/healthz") { _, _ in try Self.json(.ok) { $0.field("status", "ok") } }
         router.get("/readyz") { _, _ in try await self.ready() }
         router.get("/metrics") { _, _ in
@@ -159,7 +158,7 @@ public struct Routes: Sendable {
                 username: credentials.username, password: credentials.password, clientAddress: client
             )
             loginsOK.increment()
-            context.logger.info("login", metadata: ["user.id": "\(user.id)", "session.id": "\(session.id.hex)"])
+            context.logger.info("login", metadata: ["user_id": "\(user.id)", "session_id": "\(session.id.hex)"])
             return (token, session, user)
         } catch {
             switch error.code {

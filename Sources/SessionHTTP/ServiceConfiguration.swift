@@ -23,6 +23,7 @@ public struct ServiceConfiguration: Sendable {
     public var loginFailureWindow: Duration
     public var trustedProxies: TrustedProxies
     public var logLevel: Logger.Level
+    public var logFormat: ServiceOptions.LogFormat
     public var maxBodySize: Int
     public var bcryptCost: UInt8
     public var hashThreads: Int
@@ -107,6 +108,7 @@ public struct ServiceConfiguration: Sendable {
         loginMaxFailuresPerAddress = options.loginMaxFailuresPerAddress
         loginFailureWindow = .seconds(options.loginFailureWindow)
         logLevel = options.logLevel
+        logFormat = options.logFormat
         maxBodySize = options.maxBodySize
         bcryptCost = UInt8(options.bcryptCost)
         hashThreads = options.hashThreads

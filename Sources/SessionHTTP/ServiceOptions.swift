@@ -110,6 +110,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     public var logLevel: Logger.Level = .info
 
+    @Option(help: "text (one readable line per entry) or json (one JSON object per line, for log pipelines).")
+    public var logFormat: LogFormat = .text
+
     @Option(help: "Prefix of every Redis key (at most 64 bytes).")
     public var keyPrefix = "ss:"
 
@@ -240,6 +243,10 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     }
 
     /// `on` or `off` (also `true`/`false`, `1`/`0`).
+    public enum LogFormat: String, ExpressibleByArgument, Sendable {
+        case text, json
+    }
+
     public enum Switch: String, ExpressibleByArgument, Sendable {
         case on, off
 

@@ -11,13 +11,15 @@ public protocol SessionRequestContextProtocol: RequestContext {
 }
 
 /// The service's request context: the session, and the socket peer for throttling.
-public struct SessionRequestContext: SessionRequestContextProtocol {
+public struct SessionRequestContext: SessionRequestContextProtocol, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public var session: Session?
     /// The TCP peer; the client address unless a trusted proxy forwarded the request.
     public let peerAddress: SocketAddress?
     /// The framework's default ceiling; the API's routes apply their own, smaller `MAX_BODY_SIZE`.
     public var maxUploadSize: Int { 64 * 1024 * 1024 }
+    /// The TCP peer (for `RequestTelemetry`: whether its `X-Request-Id` is believed).
+    public var remoteAddress: SocketAddress? { peerAddress }
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)

@@ -3,6 +3,7 @@ public import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Redis
+public import ServiceLifecycle
 import SessionCore
 
 /// Builds the whole service from a configuration: Redis client, stores, hasher, routes, application.
@@ -12,10 +13,12 @@ public enum SessionService {
     ///   - configuration: the settings.
     ///   - logger: the service's logger; Redis connection changes are logged on it (failures at error, once per outage).
     ///   - metricsText: renders `/metrics` (the executable passes its Prometheus registry).
+    ///   - services: more services to run beside the Redis client (the executable's trace exporter).
     public static func makeApplication(
         configuration: ServiceConfiguration,
         logger: Logger,
-        metricsText: @escaping @Sendable () -> String = { "" }
+        metricsText: @escaping @Sendable () -> String = { "" },
+        services: [any Service] = []
     ) -> Application<RouterResponder<SessionRequestContext>> {
         let events = RedisEventLog(logger: logger, endpoint: configuration.redis.description)
         let nearCache = configuration.nearCache.map { NearCache(maxEntries: $0.maxEntries, maxAge: TimeAmount($0.maxAge)) }
@@ -41,7 +44,11 @@ public enum SessionService {
             maxBodySize: configuration.maxBodySize, cookie: configuration.cookie, accountPage: configuration.accountPage,
             accessTokens: configuration.accessTokens, introspectionClients: configuration.introspectionClients, metricsText: metricsText
         ).add(to: router)
-        let verification = configuration.verifyFastPath ? EdgeHandler.Shared(store: sessions, cookie: configuration.cookie, logger: logger) : nil
+        let verification =
+            configuration.verifyFastPath
+            ? EdgeHandler.Shared(
+                store: sessions, cookie: configuration.cookie, trustedProxies: configuration.trustedProxies, logger: logger
+            ) : nil
         return Application(
             router: router,
             server: .sessionHTTP1(
@@ -54,7 +61,7 @@ public enum SessionService {
                 verification: verification, connections: ConnectionCount()
             ),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-            services: [redis],
+            services: [redis] + services,
             logger: logger
         )
     }

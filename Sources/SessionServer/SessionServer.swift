@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import Metrics
 import Prometheus
+import ServiceLifecycle
 import SessionCore
 import SessionHTTP
 
@@ -41,17 +42,38 @@ struct SessionServer {
         }
 
         let level = configuration.logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardOutput(label: label)
-            handler.logLevel = level
-            return handler
+        switch configuration.logFormat {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardOutput(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var metrics = PrometheusMetricsFactory(registry: registry)
+        // Sub-millisecond buckets: a verification takes a fraction of a millisecond, a Redis command less.
+        metrics.defaultDurationHistogramBuckets = Telemetry.durationBuckets
+        MetricsSystem.bootstrap(metrics)
         let logger = Logger(label: "session-service")
         for warning in configuration.warnings { logger.warning("configuration adjusted", metadata: ["reason": "\(warning)"]) }
+        let tracing: (any Service)?
+        do {
+            tracing = try Telemetry.bootstrapTracing(environment: ProcessInfo.processInfo.environment, logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("session-service: OTEL_*: \(error)\n".utf8))
+            exit(2)
+        }
 
-        let app = SessionService.makeApplication(configuration: configuration, logger: logger) { registry.emitToString() }
+        let app = SessionService.makeApplication(
+            configuration: configuration, logger: logger, metricsText: { registry.emitToString() }, services: tracing.map { [$0] } ?? []
+        )
         logger.info(
             "starting",
             metadata: [

@@ -78,8 +78,16 @@ start_instance() {
     local name="$1" port="$2" binary="$3"; shift 3
     local dir="$STATE_DIR/$name"
     mkdir -p "$dir"
-    env PORT="$port" HOST=127.0.0.1 "$@" "$binary" >"$dir/service.log" 2>&1 &
+    env PORT="$port" HOST=127.0.0.1 LOG_FORMAT=json "$@" "$binary" >"$dir/service.log" 2>&1 &
     echo $! >"$dir/service.pid"
+}
+
+# check_json_logs [logcheck.py options…] — every service.log under $STATE_DIR (instances start with LOG_FORMAT=json) is
+# one JSON log entry per line with the fields scripts/lib/logcheck.py requires, and holds no credential.
+check_json_logs() {
+    local logs=()
+    mapfile -t logs < <(find "$STATE_DIR" -name service.log ! -path '*orders*' | sort)
+    python3 "$ROOT/scripts/lib/logcheck.py" "$@" "${logs[@]}"
 }
 
 # render_nginx TEMPLATE OUT LISTEN_PORT UPSTREAM_PORT… — fills the loopback nginx template.

@@ -1,0 +1,207 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+public import NIOCore
+import Redis
+import SessionCore
+import Tracing
+
+/// What is recorded about every request, whichever path serves it — the router (`APIMiddleware`) or the verification
+/// fast path (`EdgeHandler`) — written once here so both record alike:
+/// - **an id**: `X-Request-Id` from a trusted proxy (`TRUSTED_PROXIES`; 1–128 characters of `A-Z a-z 0-9 - _ . : /`),
+///   else a new one; returned in the response's `X-Request-Id` and in the request's log lines as `request_id`;
+/// - **a span** (only while tracing): kind server, named `METHOD route`, continuing a W3C `traceparent`, with the
+///   HTTP semantic conventions' attributes and `user.id`/`session.id` once known (never a token, cookie or query);
+///   Redis commands and password hashes made while serving the request are its children;
+/// - **metrics**: Hummingbird's series by route, method and status — `hb_requests`, `http_server_request_duration`
+///   (seconds), and `hb_request_errors` (only for statuses ≥ 400: a series for a 200 "error" carries nothing) — and
+///   `http_server_active_requests`;
+/// - **a log line** `request` (debug; 5xx at error) with `http.method`, `http.route`, `http.status`,
+///   `http.duration_ms`, `user_id`, `session_id`.
+final class RequestTelemetry: Sendable {
+    private let tracer: (any Tracer)?
+    private let trustedProxies: TrustedProxies
+    private let series = NIOLockedValueBox<[RouteKey: RouteSeries]>([:])
+    private let active = NIOLockedValueBox<[HTTPRequest.Method: Meter]>([:])
+
+    init(trustedProxies: TrustedProxies) {
+        self.tracer = ActiveTracer.current
+        self.trustedProxies = trustedProxies
+    }
+
+    /// Begins observing a request: its id and, while tracing, its span.
+    func begin(_ request: HTTPRequest, peer: SocketAddress?) -> RequestObservation {
+        activeRequests(request.method).increment()
+        let id = requestID(request.headerFields[.xRequestID], peer: peer)
+        var span: (any Span)?
+        if let tracer {
+            var parent = ServiceContext.topLevel
+            tracer.extract(request.headerFields, into: &parent, using: HTTPFieldsExtractor())
+            let started = tracer.startSpan("\(request.method.rawValue)", context: parent, ofKind: .server)
+            started.attributes["http.request.method"] = request.method.rawValue
+            if let path = request.path {
+                started.attributes["url.path"] = String(path.prefix { $0 != "?" })
+            }
+            started.attributes["url.scheme"] = "http"
+            started.attributes["network.protocol.version"] = "1.1"
+            started.attributes["user_agent.original"] = request.headerFields[.userAgent]
+            started.attributes["client.address"] = trustedProxies.clientAddress(
+                peer: peer, forwardedFor: request.headerFields[values: .xForwardedFor]
+            )
+            started.attributes["http.request.header.x_request_id"] = id
+            span = started
+        }
+        return RequestObservation(id: id, method: request.method, span: span)
+    }
+
+    /// Ends the observation: metrics, span, and the log line.
+    func end(_ observation: RequestObservation, route: String, status: HTTPResponse.Status, logger: Logger) {
+        let duration = ContinuousClock.now - observation.start
+        activeRequests(observation.method).decrement()
+        let series = routeSeries(RouteKey(route: route, method: observation.method, status: status.code))
+        series.requests.increment()
+        series.duration.recordNanoseconds(duration.nanoseconds)
+        series.errors?.increment()
+        let identity = observation.identity
+        if let span = observation.span {
+            span.operationName = "\(observation.method.rawValue) \(route)"
+            span.attributes["http.route"] = route
+            span.attributes["http.response.status_code"] = status.code
+            if let identity {
+                span.attributes["user.id"] = identity.userID
+                span.attributes["session.id"] = identity.sessionID
+            }
+            if status.code >= 500 { span.setStatus(SpanStatus(code: .error)) }
+            span.end()
+        }
+        let level: Logger.Level = status.code >= 500 ? .error : .debug
+        guard logger.logLevel <= level else { return }
+        var metadata: Logger.Metadata = [
+            "request_id": .string(observation.id), "http.method": .string(observation.method.rawValue), "http.route": .string(route),
+            "http.status": .stringConvertible(status.code), "http.duration_ms": .stringConvertible(duration.fractionalMilliseconds),
+        ]
+        if let identity {
+            metadata["user_id"] = .string(identity.userID)
+            metadata["session_id"] = .string(identity.sessionID)
+        }
+        logger.log(level: level, "request", metadata: metadata)
+    }
+
+    /// A proxy's id when the peer is trusted and the id is plain, else a new one.
+    private func requestID(_ offered: String?, peer: SocketAddress?) -> String {
+        if let offered, Self.isPlain(offered), let address = peer?.ipAddress, trustedProxies.trusts(address) { return offered }
+        return RequestID().description
+    }
+
+    /// 1–128 characters that are safe in a header, a log line and a span: letters, digits, `-_.:/`.
+    static func isPlain(_ id: String) -> Bool {
+        let utf8 = id.utf8
+        return (1...128).contains(utf8.count)
+            && utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                    UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "/"):
+                    true
+                default: false
+                }
+            }
+    }
+
+    private struct RouteKey: Hashable {
+        let route: String
+        let method: HTTPRequest.Method
+        let status: Int
+    }
+
+    private struct RouteSeries: Sendable {
+        let requests: Counter
+        let duration: Metrics.Timer
+        let errors: Counter?
+    }
+
+    /// Made the first time a (route, method, status) is served: no series for what never happened.
+    private func routeSeries(_ key: RouteKey) -> RouteSeries {
+        series.withLockedValue { all in
+            if let found = all[key] { return found }
+            let dimensions = [
+                ("http.route", key.route), ("http.request.method", key.method.rawValue), ("http.response.status_code", "\(key.status)"),
+            ]
+            let made = RouteSeries(
+                requests: Counter(label: "hb.requests", dimensions: dimensions),
+                duration: Metrics.Timer(label: "http.server.request.duration", dimensions: dimensions, preferredDisplayUnit: .seconds),
+                errors: key.status < 400
+                    ? nil
+                    : Counter(
+                        label: "hb.request.errors",
+                        dimensions: [("http.route", key.route), ("http.request.method", key.method.rawValue), ("error.type", "\(key.status)")]
+                    )
+            )
+            all[key] = made
+            return made
+        }
+    }
+
+    private func activeRequests(_ method: HTTPRequest.Method) -> Meter {
+        active.withLockedValue { all in
+            if let found = all[method] { return found }
+            let made = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", method.rawValue)])
+            all[method] = made
+            return made
+        }
+    }
+}
+
+/// One request being observed. The router path binds it to its task (`current`) so that the authenticator, deep
+/// inside, can name the user and session for the log line and the span.
+final class RequestObservation: Sendable {
+    let id: String
+    let method: HTTPRequest.Method
+    let start = ContinuousClock.now
+    let span: (any Span)?
+    private let identified = NIOLockedValueBox<Identity?>(nil)
+
+    struct Identity: Sendable {
+        let userID: String
+        let sessionID: String
+    }
+
+    @TaskLocal static var current: RequestObservation?
+
+    init(id: String, method: HTTPRequest.Method, span: (any Span)?) {
+        self.id = id
+        self.method = method
+        self.span = span
+    }
+
+    /// The request authenticated as this session.
+    func identify(_ session: Session) {
+        identified.withLockedValue { $0 = Identity(userID: session.userID.text, sessionID: session.id.hex) }
+    }
+
+    var identity: Identity? { identified.withLockedValue { $0 } }
+
+    /// The span's context, for the spans of the work done for this request (nil while not tracing).
+    var serviceContext: ServiceContext? { span?.context }
+}
+
+/// Reads W3C trace context (`traceparent`, `tracestate`) out of request headers.
+private struct HTTPFieldsExtractor: Extractor {
+    func extract(key: String, from fields: HTTPFields) -> String? {
+        guard let name = HTTPField.Name(key) else { return nil }
+        return fields[name]
+    }
+}
+
+extension Duration {
+    /// Milliseconds with a fraction (`0.412`), for log lines.
+    var fractionalMilliseconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) * 1000 + Double(attoseconds / 1_000_000_000) / 1_000_000
+    }
+}
+
+extension HTTPField.Name {
+    static let xRequestID = Self("X-Request-Id")!
+}
