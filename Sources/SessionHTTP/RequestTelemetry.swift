@@ -50,7 +50,7 @@ final class RequestTelemetry: Sendable {
             started.attributes["client.address"] = trustedProxies.clientAddress(
                 peer: peer, forwardedFor: request.headerFields[values: .xForwardedFor]
             )
-            started.attributes["http.request.header.x_request_id"] = id
+            started.attributes["http.request.header.x-request-id"] = [id]
             span = started
         }
         return RequestObservation(id: id, method: request.method, span: span)

@@ -79,6 +79,19 @@ extension TestClientProtocol {
         return try await executeRequest(uri: uri, method: method, headers: headers, body: body)
     }
 
+    /// `GET /v1/verify` once a revocation made through another instance has reached this one. With the near cache on,
+    /// another instance learns of it from Redis' invalidation message, within milliseconds (`NearCacheCoherenceTests`
+    /// bounds that window; `scripts/bench-revocation` measures it): polls for up to a second and returns the first
+    /// answer that is not 200, or the last one.
+    public func verifyAfterRevocation(token: String) async throws -> TestResponse {
+        var response = try await call(.get, "/v1/verify", token: token)
+        for _ in 0..<200 where response.status == .ok {
+            try await Task.sleep(for: .milliseconds(5))
+            response = try await call(.get, "/v1/verify", token: token)
+        }
+        return response
+    }
+
     @discardableResult
     public func register(_ username: String, _ password: String = "correct horse") async throws -> String {
         let response = try await call(.post, "/v1/users", json: ["username": username, "password": password])

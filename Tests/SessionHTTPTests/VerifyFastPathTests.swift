@@ -60,6 +60,7 @@ import Testing
                     #expect(Self.withoutDate(a) == Self.withoutDate(b), "\(label)")
                     #expect(a.hasPrefix("HTTP/1.1 "), "\(label): \(a)")
                     #expect(a.contains("\r\nDate: "), "\(label): Date")
+                    #expect(a.contains("\r\nX-Request-Id: ") && b.contains("\r\nX-Request-Id: "), "\(label): X-Request-Id")
                 }
             }
         }
@@ -79,8 +80,10 @@ import Testing
         }
     }
 
+    /// The reply without what differs by design between two answers: the `Date` and the request's own `X-Request-Id`.
     static func withoutDate(_ reply: String) -> String {
-        reply.components(separatedBy: "\r\n").filter { !$0.hasPrefix("Date: ") }.joined(separator: "\r\n")
+        reply.components(separatedBy: "\r\n").filter { !$0.hasPrefix("Date: ") && !$0.hasPrefix("X-Request-Id: ") }
+            .joined(separator: "\r\n")
     }
 
     /// Pipelined requests, some served here and some by the router, are answered in the order they were sent.

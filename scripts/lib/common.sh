@@ -80,6 +80,10 @@ start_instance() {
     mkdir -p "$dir"
     env PORT="$port" HOST=127.0.0.1 LOG_FORMAT=json "$@" "$binary" >"$dir/service.log" 2>&1 &
     echo $! >"$dir/service.pid"
+    # For a Prometheus with file_sd_configs over $PROMETHEUS_SD_DIR (scripts/bench DASHBOARD=1): one target per instance.
+    if [ -n "${PROMETHEUS_SD_DIR:-}" ]; then
+        printf '[{"targets": ["127.0.0.1:%s"], "labels": {"name": "%s"}}]\n' "$port" "$name" >"$PROMETHEUS_SD_DIR/$name.json"
+    fi
 }
 
 # check_json_logs [logcheck.py options…] — every service.log under $STATE_DIR (instances start with LOG_FORMAT=json) is

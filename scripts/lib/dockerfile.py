@@ -6,13 +6,17 @@
     dockerfile.py Dockerfile runtime-packages  the apt-get install packages of the last stage
     dockerfile.py Dockerfile healthcheck       the last stage's HEALTHCHECK CMD, exec form, one word per line
     dockerfile.py Dockerfile runtime-binary    the path the last stage copies from the build stage
+    dockerfile.py Dockerfile prune DIR         removes from DIR (a replayed context) what .dockerignore keeps out
 
 Only the Dockerfile shapes this project uses are understood (exec-form HEALTHCHECK, one COPY source per line);
 anything else is an error, so a change the check cannot follow fails loudly instead of being skipped.
 """
 
+import fnmatch
 import json
+import os
 import shlex
+import shutil
 import sys
 
 
@@ -44,6 +48,30 @@ def stages(path):
     if len(result) < 2:
         sys.exit("dockerfile.py: expected a build stage and a runtime stage")
     return result
+
+
+def ignored_matcher(path):
+    """.dockerignore's rules (beside the Dockerfile): patterns relative to the context root, `**` for any depth, `!` to
+    re-include, the last matching rule winning; a directory that matches takes its contents with it."""
+    rules = []
+    ignore = os.path.join(os.path.dirname(os.path.abspath(path)), ".dockerignore")
+    if os.path.exists(ignore):
+        for line in open(ignore, encoding="utf-8"):
+            line = line.strip()
+            if line and not line.startswith("#"):
+                negate = line.startswith("!")
+                pattern = os.path.normpath(line.lstrip("!").strip("/"))
+                rules.append((negate, pattern.replace("**/", "*").replace("**", "*")))
+
+    def ignored(relative):
+        verdict = False
+        parts = relative.split("/")
+        for negate, pattern in rules:
+            if any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1)):
+                verdict = not negate
+        return verdict
+
+    return ignored
 
 
 def main():
@@ -87,6 +115,17 @@ def main():
                 print(shlex.split(rest)[-1])
                 return
         sys.exit("dockerfile.py: the runtime stage copies nothing from the build stage")
+    elif what == "prune":
+        root, ignored, removed = sys.argv[3], ignored_matcher(path), 0
+        for directory, subdirectories, files in os.walk(root, topdown=True):
+            for name in list(subdirectories) + files:
+                full = os.path.join(directory, name)
+                if ignored(os.path.relpath(full, root)):
+                    shutil.rmtree(full) if os.path.isdir(full) and not os.path.islink(full) else os.remove(full)
+                    removed += 1
+                    if name in subdirectories:
+                        subdirectories.remove(name)
+        print(removed)
     else:
         sys.exit(f"dockerfile.py: unknown question {what!r}")
 

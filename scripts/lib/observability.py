@@ -119,8 +119,22 @@ if verify:
           attributes.get("user.id") == user_id and len(attributes.get("session.id", "")) == 32
           and attributes.get("http.route") == "/v1/verify" and attributes.get("http.response.status_code") == 200, attributes)
     check("auth_request: the span carries nginx's request id, the one the backend answered with",
-          attributes.get("http.request.header.x_request_id") == headers.get("X-Request-Id"), (attributes, headers.get("X-Request-Id")))
+          attributes.get("http.request.header.x-request-id") == [headers.get("X-Request-Id")], (attributes, headers.get("X-Request-Id")))
 check("auth_request: the backend request is in the same trace", len(named(spans, "GET /healthz")) == 1, [s["name"] for s in spans])
+
+
+def show(spans, parent, depth):
+    for span in sorted((s for s in spans if s["parent_span_id"] == parent), key=lambda s: s["start_ns"]):
+        shown = {k: v for k, v in span["attributes"].items() if k in (
+            "http.route", "http.response.status_code", "user.id", "session.id", "http.request.header.x-request-id", "db.system.name",
+            "db.operation.name", "db.stored_procedure.name", "db.operation.batch.size")}
+        took = (span["end_ns"] - span["start_ns"]) / 1e6
+        print(f"    {'  ' * depth}└─ {span['name']}  [{span['kind'][10:].lower()}, span {span['span_id']}, {took:.2f} ms] {shown}")
+        show(spans, span["span_id"], depth + 1)
+
+
+print(f"    the gateway's span {parent} in trace {trace} (traceparent sent through nginx):")
+show(spans, parent, 0)
 
 # A cached verification: no Redis span, still a server span.
 trace, parent, header = traceparent()
@@ -148,7 +162,7 @@ bad = [(s["name"], k, v) for s in roots for k, v in s["attributes"].items() for 
 check(f"no token, password, hash or Authorization in any attribute of {len(roots)} spans", not bad, bad[:5])
 keys = sorted({k for s in roots for k in s["attributes"]})
 check("no attribute holds a query, a header other than the request id, or a Redis key",
-      not [k for k in keys if k.startswith(("url.query", "db.query", "db.statement")) or (k.startswith("http.request.header.") and k != "http.request.header.x_request_id")],
+      not [k for k in keys if k.startswith(("url.query", "db.query", "db.statement")) or (k.startswith("http.request.header.") and k != "http.request.header.x-request-id")],
       keys)
 
 # --- Metrics -----------------------------------------------------------------------------------------------------

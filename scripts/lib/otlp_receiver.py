@@ -1,7 +1,7 @@
 """A small OTLP/HTTP trace receiver for the tests: POST /v1/traces (protobuf, optionally gzip), one JSON line per span
 appended to OUT, decoded with PyPI's opentelemetry-proto (the protocol's own message definitions).
 
-    otlp_receiver.py PORT OUT
+    otlp_receiver.py PORT OUT        (OUT "-": read and acknowledge only, for benchmarks)
 
 Each line: {"service", "trace_id", "span_id", "parent_span_id", "name", "kind", "status", "attributes": {…}}.
 """
@@ -36,6 +36,11 @@ class Receiver(BaseHTTPRequestHandler):
             body = gzip.decompress(body)
         if self.path != "/v1/traces":
             self.send_response(404)
+            self.end_headers()
+            return
+        if OUT == "-":
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
             self.end_headers()
             return
         request = ExportTraceServiceRequest()
