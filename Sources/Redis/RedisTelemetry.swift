@@ -43,12 +43,13 @@ final class RedisTelemetry: Sendable {
         var span: (any Span)?
         if let tracer, let parent = ServiceContext.current {
             let started = tracer.startSpan(script.map { "\(command) \($0)" } ?? name, context: parent, ofKind: .client)
+            span = started
+            guard started.isRecording else { return Operation(name: name, start: .now, span: span) }
             started.attributes["db.system.name"] = "redis"
             started.attributes["db.operation.name"] = commands.count == 1 || script != nil ? command : "PIPELINE"
             started.attributes["db.namespace"] = database
             if let script { started.attributes["db.stored_procedure.name"] = script }
             if commands.count > 1 { started.attributes["db.operation.batch.size"] = commands.count }
-            span = started
         }
         return Operation(name: name, start: .now, span: span)
     }

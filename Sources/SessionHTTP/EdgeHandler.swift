@@ -183,19 +183,19 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let shared else { return }
         do {
             let session = try shared.authenticator.check(result, logger: shared.logger)
-            observation.identify(session)
             let (headers, body) = Routes.verified(session)
-            answer(.ok, headers, body, observation, context: context)
+            answer(.ok, headers, body, observation, session: session, context: context)
         } catch {
             answer(error.status, error.responseHeaders, error.body, observation, context: context)
         }
     }
 
     private func answer(
-        _ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, _ observation: RequestObservation, context: ChannelHandlerContext
+        _ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, _ observation: RequestObservation, session: Session? = nil,
+        context: ChannelHandlerContext
     ) {
         guard let shared else { return }
-        defer { shared.telemetry.end(observation, route: "/v1/verify", status: status, logger: shared.logger) }
+        defer { shared.telemetry.end(observation, route: "/v1/verify", status: status, session: session, logger: shared.logger) }
         guard case .write(let close) = state.answered() else { return }
         write(status, headers, body, closing: close, requestID: observation.id, context: context)
     }

@@ -5,6 +5,8 @@ import NIOCore
 
 #if canImport(Glibc)
     import Glibc
+#elseif canImport(Darwin)
+    import Darwin
 #endif
 
 /// `LOG_FORMAT=json`: one JSON object per line on standard output, for log pipelines (Loki, Elasticsearch, Vector…):
@@ -55,13 +57,13 @@ public struct JSONLogHandler: LogHandler {
             line.writeStaticString(",")
             JSONWriter.writeString(Self.reserved.contains(key) ? "metadata.\(key)" : key, into: &line)
             line.writeStaticString(":")
-            Self.write(value, into: &line)
+            Self.append(value, to: &line)
         }
         line.writeStaticString("}\n")
         line.withUnsafeReadableBytes { bytes in
             var offset = 0
             while offset < bytes.count {
-                let written = Glibc.write(output, bytes.baseAddress! + offset, bytes.count - offset)
+                let written = write(output, bytes.baseAddress! + offset, bytes.count - offset)
                 if written > 0 {
                     offset += written
                 } else if written < 0 && errno == EINTR {
@@ -75,7 +77,7 @@ public struct JSONLogHandler: LogHandler {
 
     private static let reserved: Set<String> = ["time", "level", "logger", "message"]
 
-    private static func write(_ value: Logger.Metadata.Value, into buffer: inout ByteBuffer) {
+    private static func append(_ value: Logger.Metadata.Value, to buffer: inout ByteBuffer) {
         switch value {
         case .string(let text):
             JSONWriter.writeString(text, into: &buffer)
@@ -94,14 +96,14 @@ public struct JSONLogHandler: LogHandler {
                 if index > 0 { buffer.writeStaticString(",") }
                 JSONWriter.writeString(key, into: &buffer)
                 buffer.writeStaticString(":")
-                write(nested, into: &buffer)
+                append(nested, to: &buffer)
             }
             buffer.writeStaticString("}")
         case .array(let array):
             buffer.writeStaticString("[")
             for (index, nested) in array.enumerated() {
                 if index > 0 { buffer.writeStaticString(",") }
-                write(nested, into: &buffer)
+                append(nested, to: &buffer)
             }
             buffer.writeStaticString("]")
         }

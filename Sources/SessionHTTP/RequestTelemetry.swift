@@ -25,6 +25,8 @@ final class RequestTelemetry: Sendable {
     private let trustedProxies: TrustedProxies
     private let series = NIOLockedValueBox<[RouteKey: RouteSeries]>([:])
     private let active = NIOLockedValueBox<[HTTPRequest.Method: Meter]>([:])
+    /// GET's meter without the lookup: nearly every request (every verification) is one.
+    private let activeGets = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", "GET")])
 
     init(trustedProxies: TrustedProxies) {
         self.tracer = ActiveTracer.current
@@ -33,47 +35,54 @@ final class RequestTelemetry: Sendable {
 
     /// Begins observing a request: its id and, while tracing, its span.
     func begin(_ request: HTTPRequest, peer: SocketAddress?) -> RequestObservation {
-        activeRequests(request.method).increment()
+        let method = request.method
+        (method == .get ? activeGets : activeRequests(method)).increment()
         let id = requestID(request.headerFields[.xRequestID], peer: peer)
         var span: (any Span)?
         if let tracer {
             var parent = ServiceContext.topLevel
             tracer.extract(request.headerFields, into: &parent, using: HTTPFieldsExtractor())
-            let started = tracer.startSpan("\(request.method.rawValue)", context: parent, ofKind: .server)
-            started.attributes["http.request.method"] = request.method.rawValue
-            if let path = request.path {
-                started.attributes["url.path"] = String(path.prefix { $0 != "?" })
+            let started = tracer.startSpan("\(method.rawValue)", context: parent, ofKind: .server)
+            // A trace not sampled costs its context and nothing more: no attribute is computed for it.
+            if started.isRecording {
+                started.attributes["http.request.method"] = method.rawValue
+                if let path = request.path {
+                    started.attributes["url.path"] = String(path.prefix { $0 != "?" })
+                }
+                started.attributes["url.scheme"] = "http"
+                started.attributes["network.protocol.version"] = "1.1"
+                started.attributes["user_agent.original"] = request.headerFields[.userAgent]
+                started.attributes["client.address"] = trustedProxies.clientAddress(
+                    peer: peer, forwardedFor: request.headerFields[values: .xForwardedFor]
+                )
+                started.attributes["http.request.header.x-request-id"] = [id]
             }
-            started.attributes["url.scheme"] = "http"
-            started.attributes["network.protocol.version"] = "1.1"
-            started.attributes["user_agent.original"] = request.headerFields[.userAgent]
-            started.attributes["client.address"] = trustedProxies.clientAddress(
-                peer: peer, forwardedFor: request.headerFields[values: .xForwardedFor]
-            )
-            started.attributes["http.request.header.x-request-id"] = [id]
             span = started
         }
-        return RequestObservation(id: id, method: request.method, span: span)
+        return RequestObservation(id: id, method: method, span: span)
     }
 
-    /// Ends the observation: metrics, span, and the log line.
-    func end(_ observation: RequestObservation, route: String, status: HTTPResponse.Status, logger: Logger) {
+    /// Ends the observation: metrics, span, and the log line. `session`: whom the request authenticated as, when the
+    /// caller knows (the fast path); else what the authenticator told the observation.
+    func end(_ observation: RequestObservation, route: String, status: HTTPResponse.Status, session: Session? = nil, logger: Logger) {
         let duration = ContinuousClock.now - observation.start
-        activeRequests(observation.method).decrement()
+        (observation.method == .get ? activeGets : activeRequests(observation.method)).decrement()
         let series = routeSeries(RouteKey(route: route, method: observation.method, status: status.code))
         series.requests.increment()
         series.duration.recordNanoseconds(duration.nanoseconds)
         series.errors?.increment()
-        let identity = observation.identity
+        let session = session ?? observation.session
         if let span = observation.span {
-            span.operationName = "\(observation.method.rawValue) \(route)"
-            span.attributes["http.route"] = route
-            span.attributes["http.response.status_code"] = status.code
-            if let identity {
-                span.attributes["user.id"] = identity.userID
-                span.attributes["session.id"] = identity.sessionID
+            if span.isRecording {
+                span.operationName = "\(observation.method.rawValue) \(route)"
+                span.attributes["http.route"] = route
+                span.attributes["http.response.status_code"] = status.code
+                if let session {
+                    span.attributes["user.id"] = session.userID.text
+                    span.attributes["session.id"] = session.id.hex
+                }
+                if status.code >= 500 { span.setStatus(SpanStatus(code: .error)) }
             }
-            if status.code >= 500 { span.setStatus(SpanStatus(code: .error)) }
             span.end()
         }
         let level: Logger.Level = status.code >= 500 ? .error : .debug
@@ -82,9 +91,9 @@ final class RequestTelemetry: Sendable {
             "request_id": .string(observation.id), "http.method": .string(observation.method.rawValue), "http.route": .string(route),
             "http.status": .stringConvertible(status.code), "http.duration_ms": .stringConvertible(duration.fractionalMilliseconds),
         ]
-        if let identity {
-            metadata["user_id"] = .string(identity.userID)
-            metadata["session_id"] = .string(identity.sessionID)
+        if let session {
+            metadata["user_id"] = .string(session.userID.text)
+            metadata["session_id"] = .string(session.id.hex)
         }
         logger.log(level: level, "request", metadata: metadata)
     }
@@ -144,7 +153,8 @@ final class RequestTelemetry: Sendable {
     }
 
     private func activeRequests(_ method: HTTPRequest.Method) -> Meter {
-        active.withLockedValue { all in
+        if method == .get { return activeGets }
+        return active.withLockedValue { all in
             if let found = all[method] { return found }
             let made = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", method.rawValue)])
             all[method] = made
@@ -154,18 +164,16 @@ final class RequestTelemetry: Sendable {
 }
 
 /// One request being observed. The router path binds it to its task (`current`) so that the authenticator, deep
-/// inside, can name the user and session for the log line and the span.
-final class RequestObservation: Sendable {
+/// inside, can name the session for the log line and the span (`identify`); the fast path hands the session to
+/// `RequestTelemetry.end` directly.
+///
+/// `@unchecked Sendable`: `session` is written only by the request's own task, before `end` reads it in that task.
+final class RequestObservation: @unchecked Sendable {
     let id: String
     let method: HTTPRequest.Method
     let start = ContinuousClock.now
     let span: (any Span)?
-    private let identified = NIOLockedValueBox<Identity?>(nil)
-
-    struct Identity: Sendable {
-        let userID: String
-        let sessionID: String
-    }
+    private(set) var session: Session?
 
     @TaskLocal static var current: RequestObservation?
 
@@ -177,10 +185,8 @@ final class RequestObservation: Sendable {
 
     /// The request authenticated as this session.
     func identify(_ session: Session) {
-        identified.withLockedValue { $0 = Identity(userID: session.userID.text, sessionID: session.id.hex) }
+        self.session = session
     }
-
-    var identity: Identity? { identified.withLockedValue { $0 } }
 
     /// The span's context, for the spans of the work done for this request (nil while not tracing).
     var serviceContext: ServiceContext? { span?.context }
