@@ -208,7 +208,7 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         var headers = headers
         headers[.contentLength] = String(body.readableBytes)
-        APIMiddleware<SessionRequestContext>.addStandardHeaders(to: &headers, closing: closing, requestID: requestID ?? RequestID().description)
+        APIMiddleware<SessionRequestContext>.addStandardHeaders(to: &headers, closing: closing, requestID: requestID ?? RequestTelemetry.newID())
         headers[.date] = date.now()
         context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: headers))), promise: nil)
         context.write(wrapOutboundOut(.body(body)), promise: nil)

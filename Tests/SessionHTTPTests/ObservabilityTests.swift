@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Redis
 import Testing
 
 @testable import SessionHTTP
@@ -63,6 +64,13 @@ import Testing
         #expect(nested["inner"] as? String == "value")
         #expect((nested["list"] as? [Any])?.count == 2)
         #expect(entries[1]["level"] as? String == "debug")
+    }
+
+    @Test func newRequestIdsAre32HexDigitsAndDistinct() {
+        let ids = (0..<1000).map { _ in RequestTelemetry.newID() }
+        #expect(Set(ids).count == 1000)
+        #expect(ids.allSatisfy { $0.utf8.count == 32 && $0.utf8.allSatisfy { Hex.value($0) != nil } })
+        #expect(Set(ids.map { $0.prefix(16) }).count == 1, "one process, one random half")
     }
 
     @Test func aRequestIdIsKeptOnlyWhenPlain() {
