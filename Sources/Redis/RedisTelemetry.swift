@@ -1,6 +1,6 @@
 import Metrics
 import NIOConcurrencyHelpers
-public import Tracing
+package import Tracing
 
 /// What the client tells operators about its commands and connections: metrics always, spans only while tracing.
 ///

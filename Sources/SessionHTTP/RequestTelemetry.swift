@@ -11,8 +11,8 @@ import Tracing
 
 /// What is recorded about every request, whichever path serves it — the router (`APIMiddleware`) or the verification
 /// fast path (`EdgeHandler`) — written once here so both record alike:
-/// - **an id**: `X-Request-Id` from a trusted proxy (`TRUSTED_PROXIES`; 1–128 characters of `A-Z a-z 0-9 - _ . : /`),
-///   else a new one; returned in the response's `X-Request-Id` and in the request's log lines as `request_id`;
+/// - **an id**: `X-Request-Id` from a trusted proxy (`TRUSTED_PROXIES`; 1–128 visible ASCII characters but `"`, `\`
+///   and `,`), else a new one; returned in the response's `X-Request-Id` and in the request's log lines as `request_id`;
 /// - **a span** (only while tracing): kind server, named `METHOD route`, continuing a W3C `traceparent`, with the
 ///   HTTP semantic conventions' attributes and `user.id`/`session.id` once known (never a token, cookie or query);
 ///   Redis commands and password hashes made while serving the request are its children;
@@ -122,17 +122,13 @@ final class RequestTelemetry: Sendable {
         }
     }
 
-    /// 1–128 characters that are safe in a header, a log line and a span: letters, digits, `-_.:/`.
+    /// 1–128 visible ASCII characters, none of them a quote, a backslash or a comma: safe in a header (one value), a
+    /// log line and a span, and wide enough for what proxies send (UUIDs, hex, base64, `Root=1-…` trace ids).
     static func isPlain(_ id: String) -> Bool {
         let utf8 = id.utf8
         return (1...128).contains(utf8.count)
             && utf8.allSatisfy { byte in
-                switch byte {
-                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                    UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "/"):
-                    true
-                default: false
-                }
+                (0x21...0x7E).contains(byte) && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") && byte != UInt8(ascii: ",")
             }
     }
 

@@ -74,10 +74,13 @@ import Testing
     }
 
     @Test func aRequestIdIsKeptOnlyWhenPlain() {
-        for plain in ["a", "0af7651916cd43dd8448eb211c80319c", "edge-42.a:b/c", String(repeating: "x", count: 128)] {
+        for plain in [
+            "a", "0af7651916cd43dd8448eb211c80319c", "edge-42.a:b/c", String(repeating: "x", count: 128), "dGVzdA+/w==",
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1", "req#1",
+        ] {
             #expect(RequestTelemetry.isPlain(plain), "\(plain)")
         }
-        for unsafe in ["", "a b", "a\"b", "a\nb", "<script>", "ünï", String(repeating: "x", count: 129), "a\\b", "a,b"] {
+        for unsafe in ["", "a b", "a\"b", "a\nb", "a\tb", "ünï", String(repeating: "x", count: 129), "a\\b", "a,b", "\u{7F}"] {
             #expect(!RequestTelemetry.isPlain(unsafe), "\(unsafe)")
         }
     }
