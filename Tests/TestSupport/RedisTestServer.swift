@@ -199,19 +199,31 @@ public final class RedisServerProcess: @unchecked Sendable {
         throw RedisError(.unavailable, "cannot find a free port")
     }
 
+    /// Below the kernel's ephemeral range (`ip_local_port_range`): the kernel never gives such a port to an outgoing
+    /// connection as its source, so a server that starts later, or restarts, on it still finds it free. An ephemeral
+    /// port can be taken meanwhile by any client socket, even one retrying a connection to it (seen in a fresh-clone
+    /// CI run: `serviceStartedBeforeRedisBecomesReady`'s redis-server could not bind its port).
+    private static let serverPorts: Range<Int> = {
+        let text = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)) ?? ""
+        let low = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 32768
+        return max(1024, low - 12000)..<low
+    }()
+
     private static func anyFreePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        for _ in 0..<500 {
+            let port = Int.random(in: serverPorts)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = UInt16(port).bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let bound = withUnsafeMutablePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            if bound { return port }
         }
-        guard ok else { throw RedisError(.unavailable, "cannot find a free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        throw RedisError(.unavailable, "cannot find a free port")
     }
 }
 
