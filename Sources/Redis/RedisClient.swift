@@ -285,9 +285,7 @@ public final class RedisClient: Service, Sendable {
     package func sendTracked(
         _ commands: [RedisCommand], on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
-        let deliver: @Sendable (Result<RESPValue, RedisError>) -> Void = { result in
-            if eventLoop.inEventLoop { completion(result) } else { eventLoop.execute { completion(result) } }
-        }
+        let deliver = Self.delivering(completion, on: eventLoop)
         let reader: RedisConnection?
         switch route {
         case .node(let pool, _): reader = pool.trackedReader
@@ -316,17 +314,10 @@ public final class RedisClient: Service, Sendable {
     ) {
         let telemetry = self.telemetry
         let started = telemetry.begin(script: script, commands)
-        let deliver: @Sendable (Result<RESPValue, RedisError>) -> Void
-        if let eventLoop {
-            deliver = { result in
-                telemetry.end(started, result)
-                if eventLoop.inEventLoop { completion(result) } else { eventLoop.execute { completion(result) } }
-            }
-        } else {
-            deliver = { result in
-                telemetry.end(started, result)
-                completion(result)
-            }
+        let delivered = Self.delivering(completion, on: eventLoop)
+        let deliver: @Sendable (Result<RESPValue, RedisError>) -> Void = { result in
+            telemetry.end(started, result)
+            delivered(result)
         }
         var slot: UInt16?
         if case .cluster = route {
@@ -433,6 +424,16 @@ public final class RedisClient: Service, Sendable {
         let loop = eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
         loop.scheduleTask(in: .milliseconds(Int64(10 << attempt))) {
             self.dispatch(commands, slot: slot, target: target, attempt: attempt + 1, on: eventLoop, completion: completion)
+        }
+    }
+
+    /// `completion`, run on `eventLoop` (at once when already there); with nil, wherever the reply arrives.
+    private static func delivering(
+        _ completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void, on eventLoop: (any EventLoop)?
+    ) -> @Sendable (Result<RESPValue, RedisError>) -> Void {
+        guard let eventLoop else { return completion }
+        return { result in
+            if eventLoop.inEventLoop { completion(result) } else { eventLoop.execute { completion(result) } }
         }
     }
 

@@ -14,7 +14,7 @@ package import Tracing
 /// are derived from tokens) is made only inside a traced request — when `ServiceContext.current` holds one — so
 /// background traffic (pings, topology polls) makes no root spans, and nothing at all when tracing is off.
 final class RedisTelemetry: Sendable {
-    private let tracer: (any Tracer)?
+    private let tracer = ActiveTracer()
     private let database: String
     private let inFlight = Meter(label: "redis_commands_in_flight")
     private let connections = Meter(label: "redis_connections")
@@ -23,7 +23,6 @@ final class RedisTelemetry: Sendable {
     private let connectedBefore = NIOLockedValueBox<Set<String>>([])
 
     init(database: Int) {
-        self.tracer = ActiveTracer.current
         self.database = "\(database)"
     }
 
@@ -40,16 +39,12 @@ final class RedisTelemetry: Sendable {
         inFlight.increment()
         let command = commands[0].name
         let name = script ?? (commands.count == 1 ? command : commands.map(\.name).joined(separator: "+"))
-        var span: (any Span)?
-        if let tracer, let parent = ServiceContext.current {
-            let started = tracer.startSpan(script.map { "\(command) \($0)" } ?? name, context: parent, ofKind: .client)
-            span = started
-            guard started.isRecording else { return Operation(name: name, start: .now, span: span) }
-            started.attributes["db.system.name"] = "redis"
-            started.attributes["db.operation.name"] = commands.count == 1 || script != nil ? command : "PIPELINE"
-            started.attributes["db.namespace"] = database
-            if let script { started.attributes["db.stored_procedure.name"] = script }
-            if commands.count > 1 { started.attributes["db.operation.batch.size"] = commands.count }
+        let span = tracer.childSpan(script.map { "\(command) \($0)" } ?? name, ofKind: .client) { attributes in
+            attributes["db.system.name"] = "redis"
+            attributes["db.operation.name"] = commands.count == 1 || script != nil ? command : "PIPELINE"
+            attributes["db.namespace"] = database
+            if let script { attributes["db.stored_procedure.name"] = script }
+            if commands.count > 1 { attributes["db.operation.batch.size"] = commands.count }
         }
         return Operation(name: name, start: .now, span: span)
     }
@@ -91,11 +86,25 @@ final class RedisTelemetry: Sendable {
     }
 }
 
-/// The process's tracer, or nil while none is bootstrapped: components read it once, when they are made, so with
-/// tracing off a request pays one nil check and nothing else.
-package enum ActiveTracer {
-    package static var current: (any Tracer)? {
+/// The process's tracer as a component holds it, read once when the component is made: nil while none is
+/// bootstrapped, so with tracing off a request pays one nil check and nothing else.
+package struct ActiveTracer: Sendable {
+    package let tracer: (any Tracer)?
+
+    package init() {
         let tracer = InstrumentationSystem.tracer
-        return tracer is NoOpTracer ? nil : tracer
+        self.tracer = tracer is NoOpTracer ? nil : tracer
+    }
+
+    /// A span for work done inside a traced request — its parent is `ServiceContext.current` — or nil outside one (so
+    /// background work makes no root spans) and with tracing off. `attributes` runs only for a span that records: an
+    /// unsampled one costs its context and nothing more.
+    package func childSpan(
+        _ name: @autoclosure () -> String, ofKind kind: SpanKind, _ attributes: (inout SpanAttributes) -> Void = { _ in }
+    ) -> (any Span)? {
+        guard let tracer, let parent = ServiceContext.current else { return nil }
+        let span = tracer.startSpan(name(), context: parent, ofKind: kind)
+        if span.isRecording { span.updateAttributes(attributes) }
+        return span
     }
 }

@@ -30,7 +30,7 @@ public final class PasswordHasher: Sendable {
     private let queued = ManagedAtomic(0)
     /// `session_password_hash_queue_depth`: hashes waiting for or running on the pool.
     private let queueDepth = Meter(label: "session_password_hash_queue_depth")
-    private let tracer = ActiveTracer.current
+    private let tracer = ActiveTracer()
     private static let scheme = "bcrypt-hs256$"
     private static let prehashKey = SymmetricKey(data: Array("session-service/password-prehash/v1".utf8))
     /// A hash of a random password at the same cost, checked when the user does not exist, so unknown
@@ -77,11 +77,10 @@ public final class PasswordHasher: Sendable {
             throw SessionError.overloaded
         }
         queueDepth.increment()
-        var span: (any Span)?
-        if let tracer, let parent = ServiceContext.current {
-            span = tracer.startSpan(operation, context: parent, ofKind: .internal)
-            span?.attributes["password.hash.algorithm"] = "bcrypt"
-            span?.attributes["password.hash.cost"] = Int(cost)
+        let cost = Int(self.cost)
+        let span = tracer.childSpan(operation, ofKind: .internal) { attributes in
+            attributes["password.hash.algorithm"] = "bcrypt"
+            attributes["password.hash.cost"] = cost
         }
         defer {
             span?.end()

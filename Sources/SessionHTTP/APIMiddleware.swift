@@ -14,7 +14,12 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 
     /// - Parameter trustedProxies: whose `X-Request-Id` (and `X-Forwarded-For`, for the span's client address) to believe.
     public init(trustedProxies: TrustedProxies = .none) {
-        self.telemetry = RequestTelemetry(trustedProxies: trustedProxies)
+        self.init(telemetry: RequestTelemetry(trustedProxies: trustedProxies))
+    }
+
+    /// With the telemetry the verification fast path shares (one set of series, one id source).
+    init(telemetry: RequestTelemetry) {
+        self.telemetry = telemetry
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {

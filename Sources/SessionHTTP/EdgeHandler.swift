@@ -42,18 +42,21 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPResponsePart
 
     /// What every connection's handler shares: the store, the authenticator (its counters labelled `fast_path`), the
-    /// request telemetry (the router's series, ids, spans and log line).
+    /// request telemetry (the router's own: its series, ids, spans and log line).
     struct Shared: Sendable {
         let store: any EventLoopSessionAuthenticating
         let authenticator: BearerAuthenticator<SessionRequestContext>
         let logger: Logger
         let telemetry: RequestTelemetry
 
-        init(store: any EventLoopSessionAuthenticating, cookie: SessionCookie? = nil, trustedProxies: TrustedProxies = .none, logger: Logger) {
+        init(
+            store: any EventLoopSessionAuthenticating, cookie: SessionCookie? = nil,
+            telemetry: RequestTelemetry = RequestTelemetry(trustedProxies: .none), logger: Logger
+        ) {
             self.store = store
             self.authenticator = BearerAuthenticator(store: store, cookie: cookie, path: .fastPath)
             self.logger = logger
-            self.telemetry = RequestTelemetry(trustedProxies: trustedProxies)
+            self.telemetry = telemetry
         }
     }
 

@@ -22,7 +22,7 @@ import Tracing
 /// - **a log line** `request` (debug; 5xx at error) with `http.method`, `http.route`, `http.status`,
 ///   `http.duration_ms`, `user_id`, `session_id`.
 final class RequestTelemetry: Sendable {
-    private let tracer: (any Tracer)?
+    private let tracing = ActiveTracer()
     private let trustedProxies: TrustedProxies
     private let series = NIOLockedValueBox<[RouteKey: RouteSeries]>([:])
     private let active = NIOLockedValueBox<[HTTPRequest.Method: Meter]>([:])
@@ -30,17 +30,16 @@ final class RequestTelemetry: Sendable {
     private let activeGets = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", "GET")])
 
     init(trustedProxies: TrustedProxies) {
-        self.tracer = ActiveTracer.current
         self.trustedProxies = trustedProxies
     }
 
     /// Begins observing a request: its id and, while tracing, its span.
     func begin(_ request: HTTPRequest, peer: SocketAddress?) -> RequestObservation {
         let method = request.method
-        (method == .get ? activeGets : activeRequests(method)).increment()
+        activeRequests(method).increment()
         let id = requestID(request.headerFields[.xRequestID], peer: peer)
         var span: (any Span)?
-        if let tracer {
+        if let tracer = tracing.tracer {
             var parent = ServiceContext.topLevel
             tracer.extract(request.headerFields, into: &parent, using: HTTPFieldsExtractor())
             let started = tracer.startSpan("\(method.rawValue)", context: parent, ofKind: .server)
@@ -67,7 +66,7 @@ final class RequestTelemetry: Sendable {
     /// caller knows (the fast path); else what the authenticator told the observation.
     func end(_ observation: RequestObservation, route: String, status: HTTPResponse.Status, session: Session? = nil, logger: Logger) {
         let duration = ContinuousClock.now - observation.start
-        (observation.method == .get ? activeGets : activeRequests(observation.method)).decrement()
+        activeRequests(observation.method).decrement()
         let series = routeSeries(RouteKey(route: route, method: observation.method, status: status.code))
         series.requests.increment()
         series.duration.recordNanoseconds(duration.nanoseconds)
@@ -211,14 +210,6 @@ private struct HTTPFieldsExtractor: Extractor {
     func extract(key: String, from fields: HTTPFields) -> String? {
         guard let name = HTTPField.Name(key) else { return nil }
         return fields[name]
-    }
-}
-
-extension Duration {
-    /// Milliseconds with a fraction (`0.412`), for log lines.
-    var fractionalMilliseconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) * 1000 + Double(attoseconds / 1_000_000_000) / 1_000_000
     }
 }
 

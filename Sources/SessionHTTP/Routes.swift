@@ -23,6 +23,8 @@ public struct Routes: Sendable {
     let accessTokens: AccessTokenIssuer?
     /// Who may introspect and revoke.
     let introspectionClients: IntrospectionClients
+    /// Ids, spans, series and log lines of every request; `EdgeHandler` records the fast path's with the same one.
+    let telemetry: RequestTelemetry
 
     private let loginsOK = Counter(label: "session_logins_total", dimensions: [("result", "ok")])
     private let loginsFailed = Counter(label: "session_logins_total", dimensions: [("result", "failed")])
@@ -44,6 +46,7 @@ public struct Routes: Sendable {
         self.readiness = readiness
         self.trustedProxies = trustedProxies
         self.metricsText = metricsText
+        self.telemetry = RequestTelemetry(trustedProxies: trustedProxies)
     }
 
     /// Paths the API serves, and their methods: for 405 and its `Allow` header.
@@ -63,7 +66,7 @@ public struct Routes: Sendable {
 
     /// Adds every route to a router whose context is `SessionRequestContext`.
     public func add(to router: Router<SessionRequestContext>) {
-        router.add(middleware: APIMiddleware(trustedProxies: trustedProxies))
+        router.add(middleware: APIMiddleware(telemetry: telemetry))
         router.get("/healthz") { _, _ in try Self.json(.ok) { $0.field("status", "ok") } }
         router.get("/readyz") { _, _ in try await self.ready() }
         router.get("/metrics") { _, _ in

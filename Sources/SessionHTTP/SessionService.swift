@@ -39,16 +39,15 @@ public enum SessionService {
             registrationOpen: configuration.registrationOpen
         )
         let router = Router(context: SessionRequestContext.self)
-        Routes(
+        let routes = Routes(
             accounts: accounts, readiness: RedisReadinessProbe(redis: redis), trustedProxies: configuration.trustedProxies,
             maxBodySize: configuration.maxBodySize, cookie: configuration.cookie, accountPage: configuration.accountPage,
             accessTokens: configuration.accessTokens, introspectionClients: configuration.introspectionClients, metricsText: metricsText
-        ).add(to: router)
+        )
+        routes.add(to: router)
         let verification =
             configuration.verifyFastPath
-            ? EdgeHandler.Shared(
-                store: sessions, cookie: configuration.cookie, trustedProxies: configuration.trustedProxies, logger: logger
-            ) : nil
+            ? EdgeHandler.Shared(store: sessions, cookie: configuration.cookie, telemetry: routes.telemetry, logger: logger) : nil
         return Application(
             router: router,
             server: .sessionHTTP1(
