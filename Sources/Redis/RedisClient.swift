@@ -130,7 +130,8 @@ public final class RedisClient: Service, Sendable {
             )
             let pool = RedisNodePool(
                 configuration: configuration, loops: poolLoops, purpose: .master, tls: tls, logger: logger, onEvent: onEvent,
-                onInvalidation: onInvalidation, resolve: { if let tlsError { throw tlsError } else { return try await sentinel.resolveMaster() } }
+                onInvalidation: onInvalidation, resolve: { if let tlsError { throw tlsError } else { return try await sentinel.resolveMaster() } },
+                confirm: { try await sentinel.confirmMaster($0) }
             )
             route = .node(pool, sentinel: sentinel)
         case .cluster(let seeds):
@@ -283,25 +284,28 @@ public final class RedisClient: Service, Sendable {
     /// and nothing is retried: a failure (no healthy tracking, a `MOVED`) means "read without caching". An internal of
     /// the session store's near cache.
     package func sendTracked(
-        _ commands: [RedisCommand], on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+        _ commands: [RedisCommand], on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<TrackedReply, RedisError>) -> Void
     ) {
         let deliver = Self.delivering(completion, on: eventLoop)
-        let reader: RedisConnection?
+        let reader: TrackedReader?
         switch route {
         case .node(let pool, _): reader = pool.trackedReader
         case .cluster(let cluster): reader = cluster.trackedReader(slot: commands.lazy.compactMap(\.hashSlot).first)
         }
-        guard let reader, reader.reserve(commands.count) else { return deliver(.failure(RedisError(.unavailable, "no tracked reader"))) }
+        guard let reader, reader.connection.reserve(commands.count) else {
+            return deliver(.failure(RedisError(.unavailable, "no tracked reader")))
+        }
         commandsSent.increment(by: commands.count)
         let operation = telemetry.begin(script: nil, commands)
-        reader.send(commands) { result in
+        let source = reader.source
+        reader.connection.send(commands) { result in
             self.telemetry.end(operation, result)
-            guard case .success(let reply) = result else { return deliver(result) }
+            guard case .success(let reply) = result else { return deliver(result.map { TrackedReply(reply: $0, source: source) }) }
             let replies = commands.count == 1 ? [reply] : reply.array ?? []
             if let message = replies.lazy.compactMap({ if case .error(let m) = $0 { m } else { nil } }).first {
                 return deliver(.failure(RedisError(.server, message)))
             }
-            deliver(.success(reply))
+            deliver(.success(TrackedReply(reply: reply, source: source)))
         }
     }
 
@@ -428,9 +432,9 @@ public final class RedisClient: Service, Sendable {
     }
 
     /// `completion`, run on `eventLoop` (at once when already there); with nil, wherever the reply arrives.
-    private static func delivering(
-        _ completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void, on eventLoop: (any EventLoop)?
-    ) -> @Sendable (Result<RESPValue, RedisError>) -> Void {
+    private static func delivering<Reply: Sendable>(
+        _ completion: @escaping @Sendable (Result<Reply, RedisError>) -> Void, on eventLoop: (any EventLoop)?
+    ) -> @Sendable (Result<Reply, RedisError>) -> Void {
         guard let eventLoop else { return completion }
         return { result in
             if eventLoop.inEventLoop { completion(result) } else { eventLoop.execute { completion(result) } }

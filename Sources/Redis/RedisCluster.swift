@@ -110,7 +110,7 @@ final class RedisCluster: Sendable {
     }
 
     /// The tracked reader of the master of `slot`, while its tracking is healthy.
-    func trackedReader(slot: UInt16?) -> RedisConnection? {
+    func trackedReader(slot: UInt16?) -> TrackedReader? {
         let pool = state.withLockedValue { state -> RedisNodePool? in
             guard let slot, let endpoint = state.slots[Int(slot)] else { return nil }
             return state.pools[endpoint]
@@ -145,7 +145,7 @@ final class RedisCluster: Sendable {
             if let pool = state.pools[endpoint] { return (pool, false) }
             let pool = RedisNodePool(
                 configuration: configuration, loops: loops, purpose: .master, tls: tls, logger: logger, onEvent: onEvent,
-                onInvalidation: onInvalidation, resolve: { endpoint }
+                onInvalidation: onInvalidation, resolve: { endpoint }, confirm: { [weak self] in try await self?.confirmMaster($0) }
             )
             state.pools[endpoint] = pool
             if !state.known.contains(endpoint) { state.known.append(endpoint) }
@@ -153,6 +153,26 @@ final class RedisCluster: Sendable {
         }
         if isNew { wakeUps.yield(pool) }
         return pool
+    }
+
+    /// Confirms with another node that `endpoint` is an online master of the cluster: a master frozen through a
+    /// failover still believes it owns its slots when it wakes, until gossip reaches it; the others know better.
+    /// - Throws: `.unavailable` when no other node answers or the answer does not name `endpoint` a master.
+    func confirmMaster(_ endpoint: RedisConfiguration.Endpoint) async throws {
+        let others = state.withLockedValue { $0.known.filter { $0 != endpoint } }
+        for other in others {
+            guard
+                let connection = try? await RedisConnection.connect(to: other, configuration: configuration, purpose: .data, tls: tls, on: loops[0])
+            else { continue }
+            let answer = try? await connection.send(RedisCommand("CLUSTER", ["SHARDS"]))
+            connection.channel.close(promise: nil)
+            guard let shards = answer?.array else { continue }
+            if Self.parse(shards: shards, tls: tls != nil).contains(where: { $0.master == endpoint }) { return }
+            throw RedisError(.unavailable, "\(other) does not name \(endpoint) a master")
+        }
+        // A cluster of one node has nobody to ask; its own ROLE (in the handshake) is all there is.
+        if others.isEmpty { return }
+        throw RedisError(.unavailable, "no other cluster node answers to confirm \(endpoint)")
     }
 
     /// Reads `CLUSTER SHARDS` from the first node that answers and installs the map.

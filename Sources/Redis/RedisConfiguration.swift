@@ -16,6 +16,7 @@ public import NIOSSL
 /// | `reconnectBackoff` | first and largest wait between reconnection attempts (doubling, with jitter) | 25 ms … 1 s |
 /// | `minReplicas` | replicas that must confirm a durable write (`WAIT`) before it is acknowledged | 1 for Sentinel and Cluster, 0 for one node |
 /// | `waitTimeout` | how long `WAIT` waits for them | 100 ms |
+/// | `trackingLease` | how long cached reads stay usable without a newer answered ping of their tracking pair | 500 ms |
 public struct RedisConfiguration: Sendable, Equatable {
     /// Where Redis listens.
     public enum Endpoint: Sendable, Hashable, CustomStringConvertible {
@@ -70,6 +71,10 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// Replicas a durable write waits for; nil: the topology's default (see the table above).
     public var minReplicas: Int?
     public var waitTimeout: Duration
+    /// How long a confirmed tracking pair's reads may be served without a newer ping answered (client-side caching).
+    /// Must be shorter than the failure detection of the topology (Sentinel's `down-after-milliseconds`, the
+    /// cluster's `cluster-node-timeout`): see `RedisTracker`.
+    public var trackingLease: Duration = .milliseconds(500)
 
     /// A configuration with every setting given or defaulted.
     public init(

@@ -9,10 +9,13 @@ import NIOSSL
 ///
 /// `run()` keeps every connection up, reconnecting with capped, jittered exponential backoff; `resolve` is called
 /// before every attempt, so a pool behind Sentinel follows the master. `reconnectAll()` closes the current
-/// connections (their in-flight commands fail; none is resent) so the next attempt resolves again.
+/// connections (their in-flight commands fail; none is resent) so the next attempt resolves again. `confirm` is asked
+/// after every connect, before the connection is used: a node is used only while the topology names it the master.
 final class RedisNodePool: Sendable {
     private let configuration: RedisConfiguration
     private let resolve: @Sendable () async throws -> RedisConfiguration.Endpoint
+    /// Asks the topology whether a node just connected to is the master (Sentinel, Cluster); throws when not.
+    private let confirm: @Sendable (RedisConfiguration.Endpoint) async throws -> Void
     private let purpose: RedisConnection.Purpose
     private let tls: NIOSSLContext?
     private let logger: Logger
@@ -29,7 +32,8 @@ final class RedisNodePool: Sendable {
     init(
         configuration: RedisConfiguration, loops: [any EventLoop], purpose: RedisConnection.Purpose, tls: NIOSSLContext?, logger: Logger,
         onEvent: @escaping @Sendable (RedisConnectionEvent) -> Void, onInvalidation: (@Sendable (RedisInvalidation) -> Void)? = nil,
-        resolve: @escaping @Sendable () async throws -> RedisConfiguration.Endpoint
+        resolve: @escaping @Sendable () async throws -> RedisConfiguration.Endpoint,
+        confirm: @escaping @Sendable (RedisConfiguration.Endpoint) async throws -> Void = { _ in }
     ) {
         self.tracker = onInvalidation.map {
             RedisTracker(
@@ -41,6 +45,7 @@ final class RedisNodePool: Sendable {
         self.logger = logger
         self.onEvent = onEvent
         self.resolve = resolve
+        self.confirm = confirm
         self.slots = (0..<configuration.connectionCount).map { _ in NIOLockedValueBox(nil) }
         self.slotLoops = (0..<configuration.connectionCount).map { loops[$0 % loops.count] }
     }
@@ -52,8 +57,8 @@ final class RedisNodePool: Sendable {
                 group.addTask { await self.maintain(slot: index) }
             }
             if let tracker {
-                let resolve = self.resolve
-                group.addTask { await tracker.run(resolve: resolve) }
+                let (resolve, confirm) = (self.resolve, self.confirm)
+                group.addTask { await tracker.run(resolve: resolve, confirm: confirm) }
             }
         }
     }
@@ -72,7 +77,7 @@ final class RedisNodePool: Sendable {
     }
 
     /// The tracked reader of client-side caching, while its invalidations are sure to arrive; nil otherwise.
-    var trackedReader: RedisConnection? { tracker?.reader }
+    var trackedReader: TrackedReader? { tracker?.reader }
 
     /// Whether at least one connection is up.
     var isConnected: Bool {
@@ -117,6 +122,13 @@ final class RedisNodePool: Sendable {
                 let connection = try await RedisConnection.connect(
                     to: endpoint, configuration: configuration, purpose: purpose, tls: tls, on: slotLoops[index]
                 )
+                // A master that was frozen through a failover still says master when it wakes: the topology decides.
+                do {
+                    try await confirm(endpoint)
+                } catch {
+                    connection.channel.close(promise: nil)
+                    throw error
+                }
                 slots[index].withLockedValue { $0 = connection }
                 if stopped.load(ordering: .relaxed) { connection.channel.close(promise: nil) }
                 logger.debug("connected to Redis", metadata: ["redis.node": "\(node)"])

@@ -59,6 +59,42 @@ final class RedisSentinel: Sendable {
         )
     }
 
+    /// Confirms that the sentinels' newest word names `endpoint` the master: every known sentinel is asked at once
+    /// (`SENTINEL master`), a majority must answer, and the answer with the highest config epoch decides. One sentinel
+    /// may lag behind a failover it did not lead; the leader's epoch is higher than anything before it.
+    /// - Throws: `.unavailable` when fewer than a majority answer, or the newest answer names another node.
+    func confirmMaster(_ endpoint: RedisConfiguration.Endpoint) async throws {
+        let list = sentinels.withLockedValue { $0 }
+        let answers = await withTaskGroup(of: (epoch: Int64, master: RedisConfiguration.Endpoint)?.self) { group in
+            for sentinel in list {
+                group.addTask { [self] in
+                    guard
+                        let connection = try? await RedisConnection.connect(
+                            to: sentinel, configuration: configuration, purpose: .sentinel, tls: tls, on: loop
+                        )
+                    else { return nil }
+                    defer { connection.channel.close(promise: nil) }
+                    guard let reply = try? await connection.send(RedisCommand("SENTINEL", ["master", masterName])) else { return nil }
+                    let fields = reply.fields
+                    guard let ip = fields["ip"]?.string, let port = fields["port"]?.string.flatMap({ Int($0) }),
+                        let epoch = fields["config-epoch"]?.string.flatMap({ Int64($0) })
+                    else { return nil }
+                    return (epoch, .tcp(host: ip, port: port))
+                }
+            }
+            var answers: [(epoch: Int64, master: RedisConfiguration.Endpoint)] = []
+            for await answer in group { if let answer { answers.append(answer) } }
+            return answers
+        }
+        guard answers.count > list.count / 2 else {
+            throw RedisError(.unavailable, "only \(answers.count) of \(list.count) sentinels answered for master '\(masterName)'")
+        }
+        let newest = answers.max { $0.epoch < $1.epoch }!
+        guard newest.master == endpoint else {
+            throw RedisError(.unavailable, "the sentinels name \(newest.master) the master of '\(masterName)', not \(endpoint)")
+        }
+    }
+
     /// `SENTINEL get-master-addr-by-name` on one sentinel.
     private func masterAddress(on connection: RedisConnection) async throws -> RedisConfiguration.Endpoint {
         let reply = try await connection.send(RedisCommand("SENTINEL", ["get-master-addr-by-name", masterName]))

@@ -1,14 +1,43 @@
+import Atomics
 import Logging
 import NIOConcurrencyHelpers
-import NIOCore
+public import NIOCore
 import NIOSSL
 
-/// What Redis said about keys a client caches: these keys changed (or expired, or were evicted from Redis' tracking
-/// table), or everything must go (`FLUSHALL`/`FLUSHDB`, or the tracking itself was lost: a dropped connection, a
-/// failover, a master change).
+/// What the tracking says about values a client caches.
 public enum RedisInvalidation: Sendable, Equatable {
+    /// These keys changed (or expired, or were evicted from Redis' tracking table).
     case keys([[UInt8]])
+    /// Everything must go (`FLUSHALL`/`FLUSHDB`).
     case all
+    /// `source` answered a ping sent at `until` minus the lease: what it read may be served until `until`, and every
+    /// invalidation Redis sent before that ping has been reported.
+    case confirmed(source: TrackingSource, until: NIODeadline)
+    /// The tracking connections `source` are gone (closed, lapsed, moved to another master): everything goes, and
+    /// nothing `source` read may be used.
+    case ended(source: TrackingSource)
+}
+
+/// One tracking connection pair, from its confirmation to its end; never reused, so a value read under one pair can
+/// never be taken for one read under the next.
+public struct TrackingSource: Sendable, Hashable {
+    public let id: UInt64
+    public init(id: UInt64) { self.id = id }
+
+    private static let counter = ManagedAtomic<UInt64>(0)
+    static func next() -> TrackingSource { TrackingSource(id: counter.wrappingIncrementThenLoad(ordering: .relaxed)) }
+}
+
+/// A reply read on a tracked reader, and the pair that read it.
+package struct TrackedReply: Sendable {
+    package let reply: RESPValue
+    package let source: TrackingSource
+}
+
+/// A tracked reader and the pair it belongs to.
+struct TrackedReader: Sendable {
+    let connection: RedisConnection
+    let source: TrackingSource
 }
 
 /// Server-assisted client-side caching for one node (Redis' `CLIENT TRACKING`), over RESP2 as hiredis 0.14 speaks it:
@@ -17,11 +46,24 @@ public enum RedisInvalidation: Sendable, Equatable {
 /// name to the listener.
 ///
 /// A dead redirect connection sends nothing (only `CLIENT TRACKINGINFO` would show `broken_redirect`), so the pair
-/// lives and dies together: when either closes, or the listener misses a ping (one a second, with the command
-/// timeout), both close, `.all` is reported before any new read is allowed, and the pair is made again (listener
-/// first). A cache that reads only through `reader` and drops everything on `.all` never serves a stale value
-/// for longer than it takes to notice a dead connection.
+/// lives and dies together, as one `TrackingSource`:
+/// - Before its first read is used, the pair is *confirmed*: the node said `ROLE` master in the handshake, the topology
+///   (`confirm`: Sentinel's newest answer, or the cluster's other nodes) names it the master, and a ping answered.
+/// - It holds a *lease*: the listener is pinged every quarter lease, and each answer extends the lease to the ping's send
+///   time plus `RedisConfiguration.trackingLease`. A pong on the listener comes after every invalidation Redis sent
+///   before it, so a value read under a live lease has had every invalidation up to the lease's last renewal. A lease
+///   that runs out ends the pair; it is never resumed (a frozen master that wakes up after a failover still answers).
+/// - Either connection's close, a lapse, or `close()` ends the pair: `.ended` is reported after the reader is gone,
+///   and the pair is made again (listener first), confirmed again.
+/// The lease is the one timing assumption: a failover cannot promote another master sooner than the failure detection
+/// allows (Sentinel's `down-after-milliseconds`, `cluster-node-timeout`), so the lease must be shorter than that.
 final class RedisTracker: Sendable {
+    private struct Pair {
+        let listener: RedisConnection
+        let reader: RedisConnection
+        let source: TrackingSource
+    }
+
     private let configuration: RedisConfiguration
     private let purpose: RedisConnection.Purpose
     private let tls: NIOSSLContext?
@@ -29,13 +71,11 @@ final class RedisTracker: Sendable {
     private let logger: Logger
     private let onInvalidation: @Sendable (RedisInvalidation) -> Void
     private let onEvent: @Sendable (RedisConnectionEvent) -> Void
-    private let pair = NIOLockedValueBox<(listener: RedisConnection, reader: RedisConnection)?>(nil)
+    private let pair = NIOLockedValueBox<Pair?>(nil)
     private let stopped = NIOLockedValueBox(false)
 
     /// The channel Redis sends invalidations on.
     static let channel = "__redis__:invalidate"
-    /// How often the listener is pinged.
-    static let pingInterval = Duration.seconds(1)
 
     init(
         configuration: RedisConfiguration, purpose: RedisConnection.Purpose, tls: NIOSSLContext?, loop: any EventLoop, logger: Logger,
@@ -50,16 +90,19 @@ final class RedisTracker: Sendable {
         self.onEvent = onEvent
     }
 
-    /// The reader, while the pair is healthy; nil otherwise (read without caching then).
-    var reader: RedisConnection? {
+    /// The reader, while the pair is confirmed and open; nil otherwise (read without caching then).
+    var reader: TrackedReader? {
         pair.withLockedValue { pair in
             guard let pair, pair.listener.isActive, pair.reader.isActive else { return nil }
-            return pair.reader
+            return TrackedReader(connection: pair.reader, source: pair.source)
         }
     }
 
-    /// Keeps the pair up until cancelled or `stop()`, resolving the node before every attempt.
-    func run(resolve: @escaping @Sendable () async throws -> RedisConfiguration.Endpoint) async {
+    /// Keeps the pair up until cancelled or `stop()`, resolving the node before every attempt and confirming it after.
+    func run(
+        resolve: @escaping @Sendable () async throws -> RedisConfiguration.Endpoint,
+        confirm: @escaping @Sendable (RedisConfiguration.Endpoint) async throws -> Void
+    ) async {
         var delay = configuration.minimumReconnectDelay
         var lastFailure: String?
         while !Task.isCancelled, !stopped.withLockedValue({ $0 }) {
@@ -67,7 +110,7 @@ final class RedisTracker: Sendable {
             do {
                 let endpoint = try await resolve()
                 node = endpoint.description
-                try await serve(endpoint)
+                try await serve(endpoint, confirm: confirm)
                 delay = configuration.minimumReconnectDelay
                 lastFailure = nil
             } catch {
@@ -96,8 +139,10 @@ final class RedisTracker: Sendable {
         current.reader.channel.close(promise: nil)
     }
 
-    /// Makes the pair and watches it until either connection fails.
-    private func serve(_ endpoint: RedisConfiguration.Endpoint) async throws {
+    /// Makes the pair, confirms it, and keeps its lease until either connection fails or the lease lapses.
+    private func serve(
+        _ endpoint: RedisConfiguration.Endpoint, confirm: @Sendable (RedisConfiguration.Endpoint) async throws -> Void
+    ) async throws {
         let onInvalidation = self.onInvalidation
         let listener = try await RedisConnection.connect(
             to: endpoint, configuration: configuration, purpose: purpose, tls: tls, on: loop,
@@ -119,6 +164,8 @@ final class RedisTracker: Sendable {
             reader = try await RedisConnection.connect(to: endpoint, configuration: configuration, purpose: purpose, tls: tls, on: loop)
             do {
                 _ = try Self.expect(await reader.send(RedisCommand("CLIENT", ["TRACKING", "on", "REDIRECT", id])))
+                // The topology names this node the master now (after its ROLE said so in the handshake)…
+                try await confirm(endpoint)
             } catch {
                 reader.channel.close(promise: nil)
                 throw error
@@ -127,26 +174,40 @@ final class RedisTracker: Sendable {
             listener.channel.close(promise: nil)
             throw error
         }
-        pair.withLockedValue { $0 = (listener, reader) }
+        let source = TrackingSource.next()
+        pair.withLockedValue { $0 = Pair(listener: listener, reader: reader, source: source) }
         if stopped.withLockedValue({ $0 }) { close() }
+        // …and it answers: the first lease runs from this ping.
+        let lease = TimeAmount(configuration.trackingLease)
+        let leaseEnd = NIOLockedValueBox(NIODeadline.distantPast)
+        let sent = NIODeadline.now()
+        _ = try Self.expect(await listener.send(RedisCommand("PING")))
+        guard NIODeadline.now() < sent + lease else { throw RedisError(.timeout, "the tracking connections to \(endpoint) answered too late") }
+        leaseEnd.withLockedValue { $0 = sent + lease }
+        onInvalidation(.confirmed(source: source, until: sent + lease))
         onEvent(.trackingReady(node: endpoint.description))
-        // Either connection's end, or a missed ping, ends the pair.
+        // Either connection's end, or a lapsed lease, ends the pair.
         let ended = loop.makePromise(of: Void.self)
         listener.channel.closeFuture.cascade(to: ended)
         reader.channel.closeFuture.cascade(to: ended)
         let loop = self.loop
-        let ping = loop.scheduleRepeatedAsyncTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
-            let answered = loop.makePromise(of: Void.self)
-            guard listener.reserve() else {
+        let quarter = TimeAmount.nanoseconds(lease.nanoseconds / 4)
+        let ping = loop.scheduleRepeatedTask(initialDelay: quarter, delay: quarter) { _ in
+            let sent = NIODeadline.now()
+            guard sent < leaseEnd.withLockedValue({ $0 }), listener.reserve() else {
                 listener.channel.close(promise: nil)
-                return loop.makeSucceededVoidFuture()
+                return
             }
-            // Within the command timeout, or the listener is presumed dead (a partition sends no FIN).
             listener.send(CollectionOfOne(RedisCommand("PING"))) { result in
-                if case .failure = result { listener.channel.close(promise: nil) }
-                answered.succeed()
+                let answered = NIODeadline.now()
+                guard case .success = result, answered < leaseEnd.withLockedValue({ $0 }) else {
+                    // A pong after the lease ran out proves nothing about the time between: the pair ends.
+                    listener.channel.close(promise: nil)
+                    return
+                }
+                leaseEnd.withLockedValue { $0 = max($0, sent + lease) }
+                onInvalidation(.confirmed(source: source, until: sent + lease))
             }
-            return answered.futureResult
         }
         defer { ping.cancel() }
         try? await withTaskCancellationHandler {
@@ -158,7 +219,7 @@ final class RedisTracker: Sendable {
         throw RedisError(.connectionClosed, "the tracking connections to \(endpoint) closed")
     }
 
-    /// Forgets the pair and says so: `.all` goes out after the reader is gone, so nothing read before can be kept.
+    /// Forgets the pair and says so: `.ended` goes out after the reader is gone, so nothing read before can be kept.
     private func drop() {
         let current = pair.withLockedValue { pair in
             defer { pair = nil }
@@ -167,7 +228,7 @@ final class RedisTracker: Sendable {
         guard let current else { return }
         current.listener.channel.close(promise: nil)
         current.reader.channel.close(promise: nil)
-        onInvalidation(.all)
+        onInvalidation(.ended(source: current.source))
     }
 
     private static func expect(_ reply: RESPValue) throws(RedisError) -> RESPValue {

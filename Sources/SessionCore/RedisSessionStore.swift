@@ -76,14 +76,17 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         let key = keys.session(id, tag: token.tag)
         guard let nearCache else { return authenticateInRedis(id: id, key: key, on: eventLoop, completion: completion) }
         let now = NIODeadline.now()
-        if let entry = nearCache.entry(key, now: now) {
+        // A renewal is due when the cached TTL has fallen to the idle timeout; at most one per touch interval per
+        // entry, so a session whose deadline is capped by its absolute expiry (which no renewal extends, so no
+        // invalidation follows) is not touched on every hit.
+        if let (entry, touch) = nearCache.lookup(key, now: now, touchDue: idleTimeAmount, touchInterval: touchTimeAmount) {
             completion(.success(cachedSession(id: id, value: entry.value, remaining: entry.deadline - now)))
-            if entry.deadline - now <= .milliseconds(configuration.idleMilliseconds) { touch(key, on: eventLoop) }
+            if touch { self.touch(key, on: eventLoop) }
             return
         }
         let ticket = nearCache.beginRead(key)
         redis.sendTracked([RedisCommand("GET", [key]), RedisCommand("PTTL", [key])], on: eventLoop) { result in
-            guard case .success(let reply) = result, let replies = reply.array, replies.count == 2 else {
+            guard case .success(let tracked) = result, let replies = tracked.reply.array, replies.count == 2 else {
                 // No tracking now (or a cluster redirect): ask Redis the uncached way; nothing is kept.
                 nearCache.cancelRead(key, ticket: ticket)
                 return self.authenticateInRedis(id: id, key: key, on: eventLoop, completion: completion)
@@ -95,11 +98,16 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
             // From when the read was sent, less the millisecond PTTL may round away: never later than Redis' own
             // deadline (which is capped at the absolute one).
             let remaining = TimeAmount.milliseconds(ttl - 1)
-            nearCache.completeRead(key, ticket: ticket, value: value, deadline: now + remaining, fetchedAt: now)
+            let use = nearCache.completeRead(key, ticket: ticket, value: value, deadline: now + remaining, fetchedAt: now, source: tracked.source)
+            // A reply from a pair whose lease ran out may come from a master that is no longer one: ask again.
+            guard use != .untrusted else { return self.authenticateInRedis(id: id, key: key, on: eventLoop, completion: completion) }
             completion(.success(self.cachedSession(id: id, value: value, remaining: remaining - (.now() - now))))
             if ttl <= configuration.idleMilliseconds { self.touch(key, on: eventLoop) }
         }
     }
+
+    private var idleTimeAmount: TimeAmount { .milliseconds(configuration.idleMilliseconds) }
+    private var touchTimeAmount: TimeAmount { TimeAmount(configuration.effectiveTouchInterval) }
 
     /// Whether a token's session is answered from the near cache now (for tests and diagnostics; counts as a use).
     package func isCached(_ token: SessionToken) -> Bool { cachedRemaining(token) != nil }

@@ -99,4 +99,7 @@ extension HTTPField.Name {
     static let xSessionID = Self("X-Session-Id")!
     static let xForwardedFor = Self("X-Forwarded-For")!
     static let secFetchSite = Self("Sec-Fetch-Site")!
+    /// The method of the request a forward-auth call is about: nginx's convention, and Traefik's.
+    static let xOriginalMethod = Self("X-Original-Method")!
+    static let xForwardedMethod = Self("X-Forwarded-Method")!
 }

@@ -1,7 +1,9 @@
+import Foundation
 import HTTPTypes
 public import Hummingbird
 import Logging
 import Metrics
+import NIOCore
 public import SessionCore
 
 /// Authenticates `Authorization: Bearer <token>` — or, with a `SessionCookie`, the session cookie of a request that
@@ -26,6 +28,7 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
     let store: any SessionStore
     /// The browser transport; nil: bearer only.
     let cookie: SessionCookie?
+    let trustedProxies: TrustedProxies
     /// `session_verifications_total{result, path}`: `ok`, `invalid` (unknown, expired or revoked), `malformed`, `missing`,
     /// `unavailable` (the store failed), on the `router` or the `fast_path` (`EdgeHandler`).
     private let verified, invalid, malformed, missing, unavailable: Counter
@@ -40,13 +43,16 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
     /// - Parameters:
     ///   - store: where sessions live.
     ///   - cookie: also accept this session cookie when a request has no `Authorization` header.
-    public init(store: any SessionStore, cookie: SessionCookie? = nil) {
-        self.init(store: store, cookie: cookie, path: .router)
+    ///   - trustedProxies: the gateways whose `X-Original-Method` / `X-Forwarded-Method` name the method of the request
+    ///     a forward-auth call asks about (nginx `auth_request` and Traefik ForwardAuth always ask with `GET`).
+    public init(store: any SessionStore, cookie: SessionCookie? = nil, trustedProxies: TrustedProxies = .none) {
+        self.init(store: store, cookie: cookie, trustedProxies: trustedProxies, path: .router)
     }
 
-    init(store: any SessionStore, cookie: SessionCookie?, path: Path) {
+    init(store: any SessionStore, cookie: SessionCookie?, trustedProxies: TrustedProxies, path: Path) {
         self.store = store
         self.cookie = cookie
+        self.trustedProxies = trustedProxies
         func counter(_ result: String) -> Counter {
             Counter(label: "session_verifications_total", dimensions: [("result", result), ("path", path.rawValue)])
         }
@@ -56,7 +62,7 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        let token = try token(from: request.head)
+        let token = try token(from: request.head, peer: (context as? any RemoteAddressRequestContext)?.remoteAddress)
         let result: Result<Session?, SessionError>
         do throws(SessionError) {
             result = .success(try await store.authenticate(token))
@@ -79,10 +85,10 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
 
     /// The token of a request — the `Authorization` header's, else the cookie's — or the 401/400/403 to answer
     /// (counted).
-    func token(from request: HTTPRequest) throws(APIError) -> SessionToken {
+    func token(from request: HTTPRequest, peer: SocketAddress?) throws(APIError) -> SessionToken {
         let authorization = request.headerFields[values: .authorization]
         guard let cookie, authorization.isEmpty else { return try token(from: authorization) }
-        if SessionCookie.isUnsafe(request.method.rawValue), !cookie.allowsUnsafe(request) {
+        if isUnsafe(request, peer: peer), !cookie.allowsUnsafe(request) {
             malformed.increment()
             throw .crossOriginRequest
         }
@@ -96,6 +102,18 @@ public struct BearerAuthenticator<Context: SessionRequestContextProtocol>: Route
         case .token(let token):
             return token
         }
+    }
+
+    /// Whether a cookie request changes state: its own method is unsafe, or — asked by a trusted gateway on behalf of
+    /// another request — the method the gateway reports in `X-Original-Method` (nginx) or `X-Forwarded-Method`
+    /// (Traefik) is. Nobody else's report is believed, and `X-HTTP-Method-Override` never is. A gateway that reports
+    /// no method is asked about a safe request as far as this check can know.
+    func isUnsafe(_ request: HTTPRequest, peer: SocketAddress?) -> Bool {
+        if SessionCookie.isUnsafe(request.method.rawValue) { return true }
+        let fields = request.headerFields
+        let reported = fields[values: .xOriginalMethod] + fields[values: .xForwardedMethod]
+        guard !reported.isEmpty, let address = peer?.ipAddress, trustedProxies.trusts(address) else { return false }
+        return reported.contains { SessionCookie.isUnsafe($0.trimmingCharacters(in: .whitespaces).uppercased()) }
     }
 
     /// The token in the `Authorization` values, or the 401/400 to answer (counted).

@@ -50,11 +50,11 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let telemetry: RequestTelemetry
 
         init(
-            store: any EventLoopSessionAuthenticating, cookie: SessionCookie? = nil,
+            store: any EventLoopSessionAuthenticating, cookie: SessionCookie? = nil, trustedProxies: TrustedProxies = .none,
             telemetry: RequestTelemetry = RequestTelemetry(trustedProxies: .none), logger: Logger
         ) {
             self.store = store
-            self.authenticator = BearerAuthenticator(store: store, cookie: cookie, path: .fastPath)
+            self.authenticator = BearerAuthenticator(store: store, cookie: cookie, trustedProxies: trustedProxies, path: .fastPath)
             self.logger = logger
             self.telemetry = telemetry
         }
@@ -162,7 +162,7 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let observation = shared.telemetry.begin(request, peer: context.channel.remoteAddress)
         let token: SessionToken
         do {
-            token = try shared.authenticator.token(from: request)
+            token = try shared.authenticator.token(from: request, peer: context.channel.remoteAddress)
         } catch {
             answer(error.status, error.responseHeaders, error.body, observation, context: context)
             return

@@ -88,7 +88,8 @@ public struct Routes: Sendable {
             router.post("/v1/token") { _, _ -> Response in throw APIError.jwtDisabled }
         }
 
-        let authenticated = router.group().add(middleware: BearerAuthenticator<SessionRequestContext>(store: sessions, cookie: cookie))
+        let authenticated = router.group().add(
+            middleware: BearerAuthenticator<SessionRequestContext>(store: sessions, cookie: cookie, trustedProxies: trustedProxies))
         // Runs only with VERIFY_FAST_PATH=off: by default `EdgeHandler` answers a plain GET /v1/verify in the channel
         // pipeline before it reaches the router (set a breakpoint there); HEAD and /v1/verify/** always come here.
         authenticated.get("/v1/verify") { _, context in try self.verify(context) }

@@ -65,6 +65,7 @@ public struct ServiceConfiguration: Sendable {
         redis.sentinelPassword = options.redisSentinelPassword
         redis.minReplicas = options.redisMinReplicas
         redis.waitTimeout = .milliseconds(options.redisWaitTimeoutMs)
+        redis.trackingLease = .milliseconds(options.nearCacheLeaseMs)
         let tlsFiles = [options.redisTlsCaFile, options.redisTlsCertFile, options.redisTlsKeyFile]
         if redis.tls != nil {
             let tls = RedisConfiguration.TLS(

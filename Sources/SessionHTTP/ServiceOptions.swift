@@ -86,6 +86,12 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp("Longest a cached session is used without reading Redis again, whatever Redis says.", valueName: "milliseconds"))
     public var nearCacheMaxAgeMs = 10_000
 
+    @Option(
+        help: ArgumentHelp(
+            "How long cached sessions stay usable without a newer answered ping of their tracking connection; must be shorter than the failure detection (Sentinel's down-after-milliseconds, cluster-node-timeout).",
+            valueName: "milliseconds"))
+    public var nearCacheLeaseMs = 500
+
     @Option(help: "Live sessions per user; a login beyond it ends the user's oldest session.")
     public var maxSessionsPerUser = 100
 
@@ -191,6 +197,7 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(jwtTtl, in: 1...900, "jwt-ttl")
         try Self.check(nearCacheMaxEntries, in: 1...100_000_000, "near-cache-max-entries")
         try Self.check(nearCacheMaxAgeMs, in: 1...3_600_000, "near-cache-max-age-ms")
+        try Self.check(nearCacheLeaseMs, in: 20...60_000, "near-cache-lease-ms")
         if let sessionTouchInterval, !(0.001...86400).contains(sessionTouchInterval) {
             throw ValidationError("--session-touch-interval must be from 0.001 to 86400 seconds")
         }

@@ -47,7 +47,9 @@ public enum SessionService {
         routes.add(to: router)
         let verification =
             configuration.verifyFastPath
-            ? EdgeHandler.Shared(store: sessions, cookie: configuration.cookie, telemetry: routes.telemetry, logger: logger) : nil
+            ? EdgeHandler.Shared(
+                store: sessions, cookie: configuration.cookie, trustedProxies: configuration.trustedProxies, telemetry: routes.telemetry,
+                logger: logger) : nil
         return Application(
             router: router,
             server: .sessionHTTP1(

@@ -11,49 +11,115 @@ import Testing
 @Suite struct NearCacheTests {
     static let key: [UInt8] = Array("ss:{0001}s-key".utf8)
     static let value = [UInt8](repeating: 7, count: 28)
+    static let source = TrackingSource(id: 1)
+
+    /// A cache whose tracking source 1 holds a lease of an hour from `now`.
+    static func confirmedCache(maxEntries: Int = 100_000, maxAge: TimeAmount = .seconds(10), now: NIODeadline) -> NearCache {
+        let cache = NearCache(maxEntries: maxEntries, maxAge: maxAge)
+        cache.invalidate(.confirmed(source: source, until: now + .hours(1)))
+        return cache
+    }
+
+    static func put(_ cache: NearCache, _ key: [UInt8], deadline: NIODeadline, now: NIODeadline) -> NearCache.StateMachine.Completion {
+        cache.completeRead(key, ticket: cache.beginRead(key), value: value, deadline: deadline, fetchedAt: now, source: source, now: now)
+    }
 
     @Test func anInvalidationThatOvertakesItsReadVoidsIt() {
-        let cache = NearCache()
         let now = NIODeadline.now()
-        // The read is sent, the invalidation arrives, then the reply: the reply serves its request and is not kept.
+        let cache = Self.confirmedCache(now: now)
         let ticket = cache.beginRead(Self.key)
         cache.invalidate(.keys([Self.key]))
-        #expect(!cache.completeRead(Self.key, ticket: ticket, value: Self.value, deadline: now + .seconds(60), fetchedAt: now))
+        #expect(
+            cache.completeRead(
+                Self.key, ticket: ticket, value: Self.value, deadline: now + .seconds(60), fetchedAt: now, source: Self.source, now: now) == .usedOnce
+        )
         #expect(cache.entry(Self.key, now: now) == nil)
-        // The same with a flush (tracking lost) in between.
+        // A flush voids reads in progress too.
         let second = cache.beginRead(Self.key)
         cache.invalidate(.all)
-        #expect(!cache.completeRead(Self.key, ticket: second, value: Self.value, deadline: now + .seconds(60), fetchedAt: now))
-        // A later read of the same key wins over an older one still in flight.
+        #expect(
+            cache.completeRead(
+                Self.key, ticket: second, value: Self.value, deadline: now + .seconds(60), fetchedAt: now, source: Self.source, now: now) == .usedOnce
+        )
+        // Of two overlapping reads, only the later one is kept.
         let older = cache.beginRead(Self.key)
         let newer = cache.beginRead(Self.key)
-        #expect(!cache.completeRead(Self.key, ticket: older, value: Self.value, deadline: now + .seconds(60), fetchedAt: now))
-        #expect(cache.completeRead(Self.key, ticket: newer, value: Self.value, deadline: now + .seconds(60), fetchedAt: now))
+        #expect(
+            cache.completeRead(
+                Self.key, ticket: older, value: Self.value, deadline: now + .seconds(60), fetchedAt: now, source: Self.source, now: now) == .usedOnce)
+        #expect(
+            cache.completeRead(
+                Self.key, ticket: newer, value: Self.value, deadline: now + .seconds(60), fetchedAt: now, source: Self.source, now: now) == .kept)
         #expect(cache.entry(Self.key, now: now)?.value == Self.value)
         cache.invalidate(.keys([Self.key]))
         #expect(cache.entry(Self.key, now: now) == nil && cache.count == 0)
     }
 
-    @Test func anEntryEndsAtItsDeadlineAndAtItsMaximumAge() {
-        let cache = NearCache(maxAge: .seconds(10))
+    /// The defect the model test was written for: a flush used to reset the ticket counter, so a read begun before it
+    /// could complete with the number handed to a read begun after it, and its pre-flush value was kept.
+    @Test func aReadBegunBeforeAFlushIsNeverKeptAfterIt() {
         let now = NIODeadline.now()
-        cache.completeRead(Self.key, ticket: cache.beginRead(Self.key), value: Self.value, deadline: now + .seconds(2), fetchedAt: now)
+        let cache = Self.confirmedCache(now: now)
+        let before = cache.beginRead(Self.key)
+        cache.invalidate(.all)
+        let after = cache.beginRead(Self.key)
+        #expect(before != after)
+        #expect(
+            cache.completeRead(
+                Self.key, ticket: before, value: Self.value, deadline: now + .seconds(60), fetchedAt: now, source: Self.source, now: now) == .usedOnce
+        )
+        #expect(cache.entry(Self.key, now: now) == nil)
+    }
+
+    @Test func entriesAreServedOnlyWithinTheirConnectionsLease() {
+        let now = NIODeadline.now()
+        let cache = NearCache()
+        // No lease yet: a reply is not to be used at all.
+        #expect(Self.put(cache, Self.key, deadline: now + .seconds(60), now: now) == .untrusted)
+        cache.invalidate(.confirmed(source: Self.source, until: now + .milliseconds(500)))
+        #expect(Self.put(cache, Self.key, deadline: now + .seconds(60), now: now) == .kept)
+        #expect(cache.entry(Self.key, now: now + .milliseconds(499)) != nil)
+        // The lease ran out: not served, though nothing invalidated it.
+        #expect(cache.entry(Self.key, now: now + .milliseconds(500)) == nil)
+        // A value read under another (ended) connection is never served under a new one.
+        #expect(Self.put(cache, Self.key, deadline: now + .seconds(60), now: now) == .kept)
+        cache.invalidate(.ended(source: Self.source))
+        #expect(cache.count == 0)
+        #expect(Self.put(cache, Self.key, deadline: now + .seconds(60), now: now) == .untrusted)
+    }
+
+    @Test func aCappedSessionIsTouchedAtMostOncePerTouchInterval() {
+        let now = NIODeadline.now()
+        let cache = Self.confirmedCache(now: now)
+        // Its deadline (capped by the absolute expiry) is below the idle timeout: a renewal is due, and stays due.
+        _ = Self.put(cache, Self.key, deadline: now + .seconds(5), now: now)
+        var touches = 0
+        for step in 0..<100 {
+            let at = now + .milliseconds(Int64(step) * 40)
+            if cache.lookup(Self.key, now: at, touchDue: .seconds(10), touchInterval: .seconds(1))?.touch == true { touches += 1 }
+        }
+        // 4 s of hits at 25 per second: the read itself counts as the first touch, then one per second.
+        #expect(touches == 3, "\(touches)")
+    }
+
+    @Test func anEntryEndsAtItsDeadlineAndAtItsMaximumAge() {
+        let now = NIODeadline.now()
+        let cache = Self.confirmedCache(maxAge: .seconds(10), now: now)
+        _ = Self.put(cache, Self.key, deadline: now + .seconds(2), now: now)
         #expect(cache.entry(Self.key, now: now + .milliseconds(1999)) != nil)
         #expect(cache.entry(Self.key, now: now + .seconds(2)) == nil)
-        cache.completeRead(Self.key, ticket: cache.beginRead(Self.key), value: Self.value, deadline: now + .seconds(60), fetchedAt: now)
+        _ = Self.put(cache, Self.key, deadline: now + .seconds(60), now: now)
         #expect(cache.entry(Self.key, now: now + .milliseconds(9999)) != nil)
         #expect(cache.entry(Self.key, now: now + .seconds(10)) == nil)
     }
 
     @Test func clockEvictionKeepsRecentlyUsedEntries() {
-        let cache = NearCache(maxEntries: 4)
         let now = NIODeadline.now()
+        let cache = Self.confirmedCache(maxEntries: 4, now: now)
         func put(_ index: Int) {
-            let key = Array("k\(index)".utf8)
-            cache.completeRead(key, ticket: cache.beginRead(key), value: Self.value, deadline: now + .seconds(60), fetchedAt: now)
+            _ = Self.put(cache, Array("k\(index)".utf8), deadline: now + .seconds(60), now: now)
         }
         for index in 0..<4 { put(index) }
-        // k0 and k2 are used: the next two insertions evict k1 and k3, the unused ones.
         _ = cache.entry(Array("k0".utf8), now: now)
         _ = cache.entry(Array("k2".utf8), now: now)
         put(4)
@@ -210,6 +276,81 @@ import Testing
             // Tracking comes back by itself, and caching with it.
             let fresh = try await a.store.create(for: user).token
             try await Self.warm(b, fresh)
+        }
+        await server.stop()
+    }
+
+    /// `CLIENT KILL` of the tracked readers only (flag `t`): their listeners stay subscribed and would hear nothing of the
+    /// keys read on a new reader — the pair ends together, the cache empties, and a revocation is refused.
+    @Test func killingOnlyTheTrackedReadersEndsTheirPairs() async throws {
+        let server = try await RedisServerProcess.started()
+        try await Self.withInstances(server, Self.sessions()) { instances, admin in
+            let (a, b) = (instances[0], instances[1])
+            let user = UserID.random()
+            let token = try await a.store.create(for: user).token
+            try await Self.warm(b, token)
+            let clients = try await admin.send("CLIENT", "LIST").string ?? ""
+            let readers = clients.split(separator: "\n").filter { line in
+                line.split(separator: " ").contains { $0.hasPrefix("flags=") && $0.contains("t") }
+            }.compactMap { line in line.split(separator: " ").first { $0.hasPrefix("id=") }.map { String($0.dropFirst(3)) } }
+            #expect(readers.count == 2, "\(clients)")
+            for id in readers { _ = try await admin.send("CLIENT", "KILL", "ID", id) }
+            #expect(try await Self.eventually { !b.store.isCached(token) })
+            #expect(try await a.store.revoke(token.sessionID, of: user))
+            #expect(try await b.store.authenticate(token) == nil)
+        }
+        await server.stop()
+    }
+
+    /// A frozen node answers no ping: within one lease nothing it read is served, before any timeout notices, and a
+    /// late answer after the thaw does not bring the old entries back.
+    @Test func aFrozenNodeStopsServingTheCacheWithinTheLease() async throws {
+        let server = try await RedisServerProcess.started()
+        try await Self.withInstances(server, Self.sessions()) { instances, _ in
+            let token = try await instances[0].store.create(for: UserID.random()).token
+            try await Self.warm(instances[1], token)
+            server.freeze()
+            defer { server.thaw() }
+            // 500 ms lease from the last answered ping's send time: past it, no entry is usable.
+            try await Task.sleep(for: .milliseconds(600))
+            #expect(!instances[1].store.isCached(token))
+            server.thaw()
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(!instances[1].store.isCached(token))
+            // Tracking comes back by itself, confirmed anew.
+            try await Self.warm(instances[1], token)
+        }
+        await server.stop()
+    }
+
+    /// A restart from an older snapshot: what Redis says afterwards is the truth. A session created after the snapshot is
+    /// gone from Redis and must not be served from any cache; one in the snapshot is still valid.
+    @Test func aRestartFromAnOldSnapshotIsNotServedFromTheCache() async throws {
+        let server = try await RedisServerProcess.started()
+        try await Self.withInstances(server, Self.sessions()) { instances, admin in
+            let (a, b) = (instances[0], instances[1])
+            let kept = try await a.store.create(for: UserID.random()).token
+            _ = try await admin.send("SAVE")
+            let lost = try await a.store.create(for: UserID.random()).token
+            try await Self.warm(b, kept)
+            try await Self.warm(b, lost)
+            await server.kill()
+            try await server.start()  // loads dump.rdb: `kept` only
+            var answered = false
+            var lastError: (any Error)?
+            for _ in 0..<500 {
+                do {
+                    #expect(try await b.store.authenticate(lost) == nil)
+                    answered = true
+                    break
+                } catch {
+                    lastError = error
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(answered, "\(String(describing: lastError))")
+            #expect(!b.store.isCached(lost))
+            #expect(try await b.store.authenticate(kept) != nil)
         }
         await server.stop()
     }

@@ -21,6 +21,7 @@ parser.add_argument("--target", type=float, required=True)
 parser.add_argument("--state", required=True)
 parser.add_argument("--sentinel-port", type=int, default=0)
 parser.add_argument("--cluster-port", type=int, default=0)
+parser.add_argument("--instances", default="", help="the instances' own ports, comma-separated: revocations during the fault are checked on each")
 args = parser.parse_args()
 HOST, PORT = args.url.split("//")[1].split(":")
 DATA_PASSWORD = os.environ["HA_DATA_PASSWORD"]
@@ -38,8 +39,9 @@ def cli(port, *command, password=DATA_PASSWORD):
 class Client:
     """One keep-alive connection to nginx."""
 
-    def __init__(self):
-        self.connection = http.client.HTTPConnection(HOST, int(PORT), timeout=10)
+    def __init__(self, port=None):
+        self.port = int(port or PORT)
+        self.connection = http.client.HTTPConnection(HOST, self.port, timeout=10)
 
     def request(self, method, path, body=None, token=None):
         headers = {"Content-Type": "application/json"}
@@ -53,7 +55,7 @@ class Client:
                 return response.status, data
             except (http.client.HTTPException, OSError):
                 self.connection.close()
-                self.connection = http.client.HTTPConnection(HOST, int(PORT), timeout=10)
+                self.connection = http.client.HTTPConnection(HOST, self.port, timeout=10)
                 if attempt == 1:
                     return 0, b""
 
@@ -149,6 +151,63 @@ for i in range(60):
     if status == 204:
         revoked.append(token)
 
+# Sessions to revoke *during* the fault, each verified on every instance first (so every near cache holds it).
+instance_ports = [int(p) for p in args.instances.split(",") if p]
+during_tokens = [t for t in (register_and_login(setup, "fd-%s-%d" % (RUN, i)) for i in range(60)) if t]
+for port in instance_ports:
+    warm = Client(port)
+    for token in during_tokens:
+        for _ in range(3):
+            warm.request("GET", "/v1/verify", token=token)
+revoked_during = []  # (token, when its logout returned 204)
+revoked_during_lock = threading.Lock()
+accepted_during = []
+checks_during = [0]
+stop_revoking = threading.Event()
+stop_checking = threading.Event()
+
+
+resumed_at = []
+
+
+def revoke_during():
+    """Logs out one warm session at a time through nginx, from the fault until after the old master is back. A frozen
+    master is woken (SIGCONT) as soon as three logouts were acknowledged after a replica was promoted: it is still a
+    master for a moment, while every instance's tracking and pools are reconnecting."""
+    client = Client()
+    for token in during_tokens:
+        if stop_revoking.is_set():
+            return
+        status, _ = client.request("POST", "/v1/logout", token=token)
+        if status == 204:
+            with revoked_during_lock:
+                revoked_during.append((token, time.monotonic()))
+            after_promotion = [t for _, t in revoked_during if promoted_at and t > promoted_at[0]]
+            if args.fault == "stop" and not resumed_at and len(after_promotion) >= 3:
+                os.kill(pid, signal.SIGCONT)
+                resumed_at.append(time.monotonic())
+        time.sleep(0.2)
+
+
+def check_during(port):
+    """Verifies every session revoked so far on one instance, again and again: any 200 after its logout returned is
+    a lost revocation."""
+    client = Client(port)
+    while not stop_checking.is_set():
+        with revoked_during_lock:
+            current = list(revoked_during)
+        for token, acknowledged in current:
+            started = time.monotonic()
+            status, _ = client.request("GET", "/v1/verify", token=token)
+            checks_during[0] += 1
+            if status == 200 and started > acknowledged:
+                accepted_during.append((port, token[:8]))
+        time.sleep(0.02)
+
+
+checkers = [threading.Thread(target=check_during, args=(port,), daemon=True) for port in instance_ports]
+revoker = threading.Thread(target=revoke_during, daemon=True)
+
 master_port = current_master(revoked)
 directory = node_dir(master_port)
 pid = int(open(os.path.join(directory, "redis.pid")).read())
@@ -176,6 +235,9 @@ fault_at = time.monotonic()
 os.kill(pid, signal.SIGKILL if args.fault == "kill" else signal.SIGSTOP)
 watcher = threading.Thread(target=watch_promotion, daemon=True)
 watcher.start()
+revoker.start()
+for checker_thread in checkers:
+    checker_thread.start()
 
 # 3. Until the service has answered 200 for 3 s in a row after the fault (at most 30 s).
 deadline = fault_at + 30
@@ -212,6 +274,12 @@ for _ in range(150):
         break
     time.sleep(0.2)
 time.sleep(2)
+stop_revoking.set()
+revoker.join()
+time.sleep(1)
+stop_checking.set()
+for checker_thread in checkers:
+    checker_thread.join()
 stop_load.set()
 for thread in threads:
     thread.join()
@@ -226,6 +294,8 @@ checks = {
     # Under scripts/test (FAILOVER_WINDOW=report) the window is a measurement: it is mostly Redis' own election time.
     "503 window within target": window <= args.target or os.environ.get("FAILOVER_WINDOW") == "report",
     "no revoked token accepted": accepted == 0,
+    "no token revoked during the fault accepted by any instance": not accepted_during,
+    "sessions revoked during the fault": len(revoked_during) > 0 or not instance_ports,
     "no registered user lost": lost == 0,
     "no 5xx but 503": other_5xx == 0 and unexpected == 0,
     "old master rejoined as replica": role == "slave",
@@ -233,7 +303,7 @@ checks = {
 }
 promoted = "%.1f s" % (promoted_at[0] - fault_at) if promoted_at else "?"
 print(
-    "| %s | %s master | %.1f s (target ≤ %g s) | %s | %d of %d | %d of %d | %d | %s, %d errors | %d |"
+    "| %s | %s master | %.1f s (target ≤ %g s) | %s | %d of %d | %d of %d (%d checks on %d instances) | %d of %d | %d | %s, %d errors | %d |"
     % (
         args.shape,
         fault_name,
@@ -242,6 +312,10 @@ print(
         promoted,
         accepted,
         len(revoked),
+        len(set(accepted_during)),
+        len(revoked_during),
+        checks_during[0],
+        len(instance_ports),
         lost,
         len(registered),
         other_5xx + unexpected,
