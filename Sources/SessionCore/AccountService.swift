@@ -17,13 +17,16 @@ public struct AccountService: Sendable {
         self.registrationOpen = registrationOpen
     }
 
-    /// Registers a user.
-    /// - Throws: `registrationClosed`, `invalidRequest`, `usernameTaken`, `storeUnavailable`, `overloaded`.
-    public func register(username: String, password: String) async throws(SessionError) -> User {
+    /// Registers a user. Every well-formed attempt counts toward the client address' registration limit before it
+    /// costs a hash.
+    /// - Throws: `registrationClosed`, `invalidRequest`, `tooManyAttempts`, `usernameTaken`, `storeUnavailable`,
+    ///   `overloaded`.
+    public func register(username: String, password: String, clientAddress: String = "") async throws(SessionError) -> User {
         guard registrationOpen else { throw .registrationClosed }
         try Credentials.validateUsername(username)
         try Credentials.validatePassword(password)
-        let hash = try await hasher.hash(password)
+        try await throttle.countRegistration(clientAddress: clientAddress)
+        let hash = try await hasher.hash(password, for: clientAddress)
         return try await users.create(username: username, passwordHash: hash)
     }
 
@@ -38,7 +41,7 @@ public struct AccountService: Sendable {
         try await throttle.check(username: username, clientAddress: clientAddress)
         let wellFormed = (try? Credentials.validateUsername(username)) != nil && (try? Credentials.validatePassword(password)) != nil
         let found = wellFormed ? try await users.find(username: username) : nil
-        let matches = try await hasher.verify(password, against: found?.passwordHash)
+        let matches = try await hasher.verify(password, against: found?.passwordHash, for: clientAddress)
         guard matches, let user = found?.user else {
             try await throttle.recordFailure(username: username, clientAddress: clientAddress)
             throw .invalidCredentials

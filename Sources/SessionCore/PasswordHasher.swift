@@ -1,9 +1,7 @@
-import Atomics
 import Crypto
 import Foundation
 import HummingbirdBcrypt
 import Metrics
-import NIOPosix
 import Redis
 import Tracing
 
@@ -25,9 +23,7 @@ import Tracing
 public final class PasswordHasher: Sendable {
     /// bcrypt's cost (log2 rounds).
     public let cost: UInt8
-    private let pool: NIOThreadPool
-    private let maxQueued: Int
-    private let queued = ManagedAtomic(0)
+    private let queue: FairHashQueue
     /// `session_password_hash_queue_depth`: hashes waiting for or running on the pool.
     private let queueDepth = Meter(label: "session_password_hash_queue_depth")
     private let tracer = ActiveTracer()
@@ -42,60 +38,63 @@ public final class PasswordHasher: Sendable {
     ///   - cost: bcrypt cost, 4…31 (OWASP: at least 10; the service defaults to 11).
     ///   - threads: hashing threads (the service defaults to half the cores, at least 1).
     ///   - maxQueued: hashes allowed to wait or run at once; beyond, `overloaded`.
-    public init(cost: UInt8, threads: Int, maxQueued: Int = 256) {
+    ///   - maxQueuedPerClient: of those, hashes of one client address (see `FairHashQueue`).
+    public init(cost: UInt8, threads: Int, maxQueued: Int = 256, maxQueuedPerClient: Int = 16) {
         precondition((4...31).contains(cost), "bcrypt cost must be 4…31")
         self.cost = cost
-        self.pool = NIOThreadPool(numberOfThreads: max(1, threads))
-        self.maxQueued = maxQueued
-        self.pool.start()
+        self.queue = FairHashQueue(threads: threads, maxQueued: maxQueued, maxPerClient: maxQueuedPerClient)
         self.decoy = Self.scheme + Bcrypt.hash(Self.prehash(SessionToken.random().text), cost: cost)
     }
 
-    deinit { pool.shutdownGracefully { _ in } }
-
-    /// Hashes a new password off the caller's thread.
-    public func hash(_ password: String) async throws(SessionError) -> String {
+    /// Hashes a new password off the caller's thread, in `client`'s share of the pool.
+    public func hash(_ password: String, for client: String = "") async throws(SessionError) -> String {
         let cost = self.cost
-        return try await runOnPool("password.hash") { Self.scheme + Bcrypt.hash(Self.prehash(password), cost: cost) }
+        return try await runOnPool("password.hash", client: client) { Self.scheme + Bcrypt.hash(Self.prehash(password), cost: cost) }
     }
 
-    /// Checks a password against a stored hash (or against the decoy when `hash` is nil) off the caller's thread.
+    /// Checks a password against a stored hash (or against the decoy when `hash` is nil) off the caller's thread, in
+    /// `client`'s share of the pool.
     /// - Returns: true only for a real hash that matches.
-    public func verify(_ password: String, against hash: String?) async throws(SessionError) -> Bool {
+    public func verify(_ password: String, against hash: String?, for client: String = "") async throws(SessionError) -> Bool {
         let stored = hash ?? decoy
-        let matches = try await runOnPool("password.verify") { () -> Bool in
+        let matches = try await runOnPool("password.verify", client: client) { () -> Bool in
             guard stored.hasPrefix(Self.scheme) else { return false }
             return Bcrypt.verify(Self.prehash(password), hash: String(stored.dropFirst(Self.scheme.count)))
         }
         return hash != nil && matches
     }
 
-    /// Runs one hash on the pool; in a traced request, as a span named `operation` (its queueing included).
-    private func runOnPool<T: Sendable>(_ operation: String, _ work: @escaping @Sendable () -> T) async throws(SessionError) -> T {
-        guard queued.loadThenWrappingIncrement(ordering: .relaxed) < maxQueued else {
-            queued.wrappingDecrement(ordering: .relaxed)
-            throw SessionError.overloaded
-        }
-        queueDepth.increment()
+    /// Runs one hash on the pool, in `client`'s turn; in a traced request, as a span named `operation` (its queueing
+    /// included). Throws `overloaded` when the pool or the client's share is full.
+    private func runOnPool<T: Sendable>(_ operation: String, client: String, _ work: @escaping @Sendable () -> T) async throws(SessionError)
+        -> T
+    {
         let cost = Int(self.cost)
         let span = tracer.childSpan(operation, ofKind: .internal) { attributes in
             attributes["password.hash.algorithm"] = "bcrypt"
             attributes["password.hash.cost"] = cost
         }
-        defer {
-            span?.end()
-            queueDepth.decrement()
-            queued.wrappingDecrement(ordering: .relaxed)
-        }
-        do {
-            return try await pool.runIfActive {
+        defer { span?.end() }
+        let queue = self.queue
+        let queueDepth = self.queueDepth
+        let result: T? = await withCheckedContinuation { continuation in
+            queueDepth.increment()
+            let queued = queue.submit(client: client) {
                 Self.yieldCPUToEventLoops()
-                return work()
+                let value = work()
+                queueDepth.decrement()
+                continuation.resume(returning: value)
             }
-        } catch {
+            if !queued {
+                queueDepth.decrement()
+                continuation.resume(returning: nil)
+            }
+        }
+        guard let result else {
             span?.setStatus(SpanStatus(code: .error))
             throw SessionError.overloaded
         }
+        return result
     }
 
     /// Lowers the calling (hashing) thread's scheduling priority (on Linux, nice is per thread and `who` 0 is the

@@ -23,12 +23,7 @@ public struct IntrospectionClients: Sendable, CustomStringConvertible {
 
     /// The client ID an `Authorization: Basic …` header authenticates; nil for a missing, malformed or wrong one.
     public func client(authorization: String?) -> String? {
-        guard let authorization, authorization.count > 6, authorization.prefix(6).lowercased() == "basic ",
-            let decoded = Data(base64Encoded: String(authorization.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
-            let text = String(data: decoded, encoding: .utf8)
-        else { return nil }
-        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-        guard parts.count == 2 else { return nil }
+        guard let parts = Self.credentials(authorization) else { return nil }
         // RFC 6749 §2.3.1: a client's id and secret are form-encoded before they are joined; most clients send them
         // plain. Both spellings are tried.
         let id = String(parts[0])
@@ -39,6 +34,33 @@ public struct IntrospectionClients: Sendable, CustomStringConvertible {
             if SHA256.hash(data: Array(secret.utf8)) == expected { return id }
         }
         return nil
+    }
+
+    /// The client ID a Basic header offers, right or wrong (what failed attempts are counted under); nil without one.
+    public static func offeredID(authorization: String?) -> String? {
+        credentials(authorization).map { String($0[0]) }
+    }
+
+    /// The shortest secret accepted at start-up: a guessable secret defeats every throttle.
+    public static let minimumSecretLength = 16
+
+    /// The clients whose secret is shorter than `minimumSecretLength` (by ID; the secrets are never named).
+    public static func weakClients(parsing text: String) -> [String] {
+        text.split(separator: ",").compactMap { pair in
+            let parts = pair.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[1].count < minimumSecretLength else { return nil }
+            return String(parts[0]).trimmingCharacters(in: .whitespaces)
+        }
+    }
+
+    /// The `id` and `secret` of `Basic base64(id:secret)`.
+    private static func credentials(_ authorization: String?) -> [Substring]? {
+        guard let authorization, authorization.count > 6, authorization.prefix(6).lowercased() == "basic ",
+            let decoded = Data(base64Encoded: String(authorization.dropFirst(6)).trimmingCharacters(in: .whitespaces)),
+            let text = String(data: decoded, encoding: .utf8)
+        else { return nil }
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+        return parts.count == 2 ? parts : nil
     }
 
     private static func formDecoded(_ text: String) -> String {

@@ -2,6 +2,7 @@ import AccessTokens
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import SessionCore
 
@@ -41,7 +42,7 @@ extension Routes {
     /// signature and claims hold and whose session is still live. Renews nothing. 1 EVALSHA (read-only), plus 1 HGET
     /// for an opaque token's username.
     func introspect(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        try authenticateClient(request)
+        try await authenticateClient(request, context)
         let form = try await TokenForm.decode(request, limit: maxBodySize)
         var response =
             try await activeToken(form.token, context).map { active in
@@ -67,7 +68,7 @@ extension Routes {
     /// `POST /v1/revoke` (RFC 7009): ends the session behind an opaque token or a JWT (even an expired one: its
     /// signature is enough to name the session). 200 with no body, also for an unknown or malformed token.
     func revokeToken(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        try authenticateClient(request)
+        try await authenticateClient(request, context)
         let form = try await TokenForm.decode(request, limit: maxBodySize)
         if let token = SessionToken(form.token) {
             if let session = try await core(context, { try await sessions.peek(token) }) {
@@ -109,9 +110,19 @@ extension Routes {
         return ActiveToken(session: session, username: username, expiresAt: claims.expiresAt, issuedAt: claims.issuedAt, claims: claims)
     }
 
-    /// HTTP Basic against `INTROSPECTION_CLIENTS`; 401 `invalid_client` otherwise.
-    private func authenticateClient(_ request: Request) throws {
-        guard introspectionClients.client(authorization: request.headers[.authorization]) != nil else { throw APIError.invalidClient }
+    /// HTTP Basic against `INTROSPECTION_CLIENTS`; 401 `invalid_client` otherwise. Failures are throttled per offered
+    /// client ID and per client address (429 + `Retry-After` at the limit, checked before the secret is), counted
+    /// (`session_client_auth_failures_total`) and logged with the ID and address only (RFC 6749 §2.3.1).
+    private func authenticateClient(_ request: Request, _ context: SessionRequestContext) async throws {
+        let authorization = request.headers[.authorization]
+        let offered = IntrospectionClients.offeredID(authorization: authorization) ?? ""
+        let address = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
+        try await core(context) { try await accounts.throttle.checkClient(name: offered, clientAddress: address) }
+        guard introspectionClients.client(authorization: authorization) != nil else {
+            context.logger.warning("client authentication failed", metadata: ["client_id": "\(offered)", "client.address": "\(address)"])
+            try await core(context) { try await accounts.throttle.recordClientFailure(name: offered, clientAddress: address) }
+            throw APIError.invalidClient
+        }
     }
 }
 

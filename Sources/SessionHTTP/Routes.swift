@@ -129,7 +129,10 @@ public struct Routes: Sendable {
     /// 1 EVALSHA (user lookup) + 1 bcrypt + 1 EVALSHA (user record).
     func register(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let credentials = try await CredentialsBody.decode(request, limit: maxBodySize)
-        let user = try await core(context) { try await accounts.register(username: credentials.username, password: credentials.password) }
+        let client = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
+        let user = try await core(context) {
+            try await accounts.register(username: credentials.username, password: credentials.password, clientAddress: client)
+        }
         return try Self.json(.created) { object in
             object.field("user_id", user.id.text)
             object.field("username", user.username)

@@ -21,6 +21,7 @@ public struct ServiceConfiguration: Sendable {
     public var loginMaxFailuresPerUser: Int
     public var loginMaxFailuresPerAddress: Int
     public var loginFailureWindow: Duration
+    public var registrationMaxPerAddress: Int
     public var trustedProxies: TrustedProxies
     public var logLevel: Logger.Level
     public var logFormat: ServiceOptions.LogFormat
@@ -108,6 +109,7 @@ public struct ServiceConfiguration: Sendable {
         loginMaxFailuresPerUser = options.loginMaxFailuresPerUser
         loginMaxFailuresPerAddress = options.loginMaxFailuresPerAddress
         loginFailureWindow = .seconds(options.loginFailureWindow)
+        registrationMaxPerAddress = options.registrationMaxPerAddress
         logLevel = options.logLevel
         logFormat = options.logFormat
         maxBodySize = options.maxBodySize

@@ -110,6 +110,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp("Seconds, counted from each counter's first failure.", valueName: "seconds"))
     public var loginFailureWindow = 900
 
+    @Option(help: "Registrations per client address within the login failure window before 429 (each costs a password hash).")
+    public var registrationMaxPerAddress = 10
+
     @Option(help: "IPs and CIDRs, comma-separated, whose X-Forwarded-For is believed; empty trusts none.")
     public var trustedProxies = ""
 
@@ -188,6 +191,7 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(loginMaxFailuresPerUser, in: 1...1_000_000, "login-max-failures-per-user")
         try Self.check(loginMaxFailuresPerAddress, in: 1...1_000_000, "login-max-failures-per-address")
         try Self.check(loginFailureWindow, in: 1...31_536_000, "login-failure-window")
+        try Self.check(registrationMaxPerAddress, in: 1...1_000_000, "registration-max-per-address")
         try Self.check(maxBodySize, in: 256...(64 << 20), "max-body-size")
         try Self.check(bcryptCost, in: 4...16, "bcrypt-cost")
         try Self.check(hashThreads, in: 1...256, "hash-threads")
@@ -201,14 +205,25 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         if let sessionTouchInterval, !(0.001...86400).contains(sessionTouchInterval) {
             throw ValidationError("--session-touch-interval must be from 0.001 to 86400 seconds")
         }
+        // A renewal sets idle + interval: an interval past the idle timeout would keep an idle session alive well past it.
+        if let sessionTouchInterval, sessionTouchInterval > Double(sessionIdleTimeout) {
+            throw ValidationError("--session-touch-interval must not exceed --session-idle-timeout (\(sessionIdleTimeout) s)")
+        }
         if jwtKeysFile == nil, let jwtHs256Secret, jwtHs256Secret.utf8.count < 32 {
             throw ValidationError("--jwt-hs256-secret must be at least 32 bytes")
+        }
+        if jwtKeysFile == nil, let jwtHs256Secret, jwtHs256Secret.allSatisfy(\.isWhitespace) {
+            throw ValidationError("--jwt-hs256-secret must not be whitespace")
         }
         for client in introspectionClients.split(separator: ",") {
             let parts = client.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw ValidationError("--introspection-clients must be id:secret pairs, comma-separated")
             }
+        }
+        if let weak = IntrospectionClients.weakClients(parsing: introspectionClients).first {
+            throw ValidationError(
+                "--introspection-clients: the secret of client '\(weak)' is shorter than \(IntrospectionClients.minimumSecretLength) characters")
         }
         if let redisMinReplicas { try Self.check(redisMinReplicas, in: 0...100, "redis-min-replicas") }
         guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix must be at most 64 bytes") }
@@ -310,7 +325,8 @@ extension ServiceOptions {
     static func arguments(fromEnvironment environment: [String: String]) -> [String] {
         flags.flatMap { flag -> [String] in
             guard let value = environment[environmentName(ofFlag: flag)] else { return [] }
-            return ["--\(flag)", value]
+            // One argument: a value that begins with `-` (a base64url secret, 1 time in 64) is not read as an option.
+            return ["--\(flag)=\(value)"]
         }
     }
 

@@ -34,7 +34,7 @@ public enum SessionService {
             throttle: LoginThrottle(
                 redis: redis, keyPrefix: configuration.sessions.keyPrefix, maxFailures: configuration.loginMaxFailures,
                 maxFailuresPerUser: configuration.loginMaxFailuresPerUser, maxFailuresPerAddress: configuration.loginMaxFailuresPerAddress,
-                window: configuration.loginFailureWindow
+                window: configuration.loginFailureWindow, maxRegistrationsPerAddress: configuration.registrationMaxPerAddress
             ),
             registrationOpen: configuration.registrationOpen
         )

@@ -51,6 +51,42 @@ import Testing
     }
 }
 
+/// Forward auth: the method of the gated request, as a trusted gateway reports it, decides whether the cookie CSRF rule
+/// applies to a `GET /v1/verify`.
+@Suite struct ForwardedMethodTests {
+    static func request(_ fields: HTTPFields) -> HTTPRequest {
+        var fields = fields
+        fields[.cookie] = "__Host-session=\(SessionToken.random().text)"
+        fields[.origin] = "https://evil.app.example"
+        fields[.secFetchSite] = "same-site"
+        return HTTPRequest(method: .get, scheme: "http", authority: "app.example", path: "/v1/verify", headerFields: fields)
+    }
+
+    @Test func aTrustedGatewaysUnsafeMethodIsCheckedAndNobodyElsesIs() throws {
+        let gateway = try SocketAddress(ipAddress: "10.0.0.5", port: 40000)
+        let stranger = try SocketAddress(ipAddress: "10.0.0.6", port: 40000)
+        let authenticator = BearerAuthenticator<SessionRequestContext>(
+            store: StubStore(), cookie: SessionCookie(), trustedProxies: try TrustedProxies(parsing: "10.0.0.5"))
+        for name in ["X-Original-Method", "X-Forwarded-Method"] {
+            let header = HTTPField.Name(name)!
+            for method in ["POST", "put", "DELETE", "PATCH", "WHATEVER"] {
+                let error = #expect(throws: APIError.self) { try authenticator.token(from: Self.request([header: method]), peer: gateway) }
+                #expect(error?.status == .forbidden)
+                // The same report from a peer that is not a trusted gateway is not believed.
+                #expect(throws: Never.self) { try authenticator.token(from: Self.request([header: method]), peer: stranger) }
+            }
+            for method in ["GET", "HEAD", "OPTIONS"] {
+                #expect(throws: Never.self) { try authenticator.token(from: Self.request([header: method]), peer: gateway) }
+            }
+        }
+        // Never X-HTTP-Method-Override, and no report keeps the request's own method.
+        #expect(throws: Never.self) {
+            try authenticator.token(from: Self.request([HTTPField.Name("X-HTTP-Method-Override")!: "POST"]), peer: gateway)
+        }
+        #expect(throws: Never.self) { try authenticator.token(from: Self.request([:]), peer: gateway) }
+    }
+}
+
 /// The browser transport end to end, on live instances sharing one Redis.
 @Suite struct BrowserSessionTests {
     private static let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]

@@ -510,7 +510,7 @@ extension ISO8601DateFormatter {
     /// Every option's flag, as derived for the environment, is one ArgumentParser knows: the names are declared once.
     @Test func everyFlagReadsItsEnvironmentVariable() throws {
         let help = ServiceOptions.helpMessage()
-        #expect(ServiceOptions.flags.count == 46)
+        #expect(ServiceOptions.flags.count == 47)
         for flag in ServiceOptions.flags {
             #expect(help.contains("--\(flag) "), "\(flag)")
         }
@@ -521,7 +521,7 @@ extension ISO8601DateFormatter {
         ] {
             #expect(ServiceOptions.flags.contains(flag) && ServiceOptions.environmentName(ofFlag: flag) == variable)
         }
-        #expect(ServiceOptions.arguments(fromEnvironment: ["REDIS_URL": "redis://h", "HOME": "/root"]) == ["--redis-url", "redis://h"])
+        #expect(ServiceOptions.arguments(fromEnvironment: ["REDIS_URL": "redis://h", "HOME": "/root"]) == ["--redis-url=redis://h"])
     }
 
     @Test func accessTokenSettingsAreReadAndSecretsNeverEchoed() throws {
@@ -545,10 +545,11 @@ extension ISO8601DateFormatter {
             try ServiceConfiguration(environment: [:], arguments: ["--jwt-hs256-secret=hunter2hunter2", "--port", "x"])
         }
         #expect(flagged?.description.contains("hunter2") == false)
-        let clients = try ServiceConfiguration(environment: ["INTROSPECTION_CLIENTS": "gw:se:cret, api:x"], arguments: [])
-        let basic = "Basic " + Data("gw:se:cret".utf8).base64EncodedString()
+        let clients = try ServiceConfiguration(
+            environment: ["INTROSPECTION_CLIENTS": "gw:se:cret-of-sixteen+, api:x-sixteen-chars!"], arguments: [])
+        let basic = "Basic " + Data("gw:se:cret-of-sixteen+".utf8).base64EncodedString()
         #expect(clients.introspectionClients.client(authorization: basic) == "gw")
-        #expect(clients.introspectionClients.client(authorization: "Basic " + Data("api:x".utf8).base64EncodedString()) == "api")
+        #expect(clients.introspectionClients.client(authorization: "Basic " + Data("api:x-sixteen-chars!".utf8).base64EncodedString()) == "api")
         #expect(clients.introspectionClients.client(authorization: "Basic " + Data("gw:se".utf8).base64EncodedString()) == nil)
         #expect(!"\(clients.introspectionClients)".contains("cret"))
     }
