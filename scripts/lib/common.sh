@@ -29,9 +29,39 @@ ensure_base_packages() {
     command -v swift >/dev/null || die "swift is not on PATH (Swift 6.2 or later is needed)"
 }
 
-# free_port — prints a TCP port on 127.0.0.1 that nothing listens on now.
+# build_product CONFIG PRODUCT… — swift build -c CONFIG of each product; a failed build prints its log and stops the
+# script (never a stale binary).
+build_product() {
+    local config="$1"; shift
+    local product output
+    for product in "$@"; do
+        output="$(cd "$ROOT" && swift build -c "$config" --product "$product" 2>&1)" || { printf '%s\n' "$output" >&2; die "swift build of $product ($config) failed"; }
+    done
+}
+
+# free_port [OFFSET] — prints a TCP port on 127.0.0.1 that nothing uses now, below the kernel's ephemeral range (which it
+# hands out as source ports: a port taken from there can be some client's by the time a server binds it). With
+# OFFSET, port + OFFSET is free and below that range too (a cluster node's bus port).
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    python3 - "${1:-0}" <<'PY'
+import random, socket, sys
+offset = int(sys.argv[1])
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+candidates = range(max(1024, low - 12000 - offset), low - offset)
+def free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for port in random.sample(candidates, len(candidates)):
+    if free(port) and (offset == 0 or free(port + offset)):
+        print(port); break
+else:
+    sys.exit("no free port below the ephemeral range")
+PY
 }
 
 # start_redis NAME PORT [extra redis-server args…] — a redis-server as a plain daemon, data in $STATE_DIR/NAME.

@@ -10,21 +10,7 @@ HA_DATA_PASSWORD="${HA_DATA_PASSWORD:-ha-data-pass}"
 HA_SENTINEL_PASSWORD="${HA_SENTINEL_PASSWORD:-ha-sentinel-pass}"
 
 # free_cluster_port — a free port whose cluster bus port (port + 10000) is free too.
-free_cluster_port() {
-    python3 - <<'PY'
-import socket
-while True:
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-    if port + 10000 > 65535: s.close(); continue
-    b = socket.socket()
-    try:
-        b.bind(("127.0.0.1", port + 10000)); print(port); break
-    except OSError:
-        pass
-    finally:
-        b.close(); s.close()
-PY
-}
+free_cluster_port() { free_port 10000; }
 
 # redis_ha_cli PORT ARGS… — redis-cli against a data node of the shapes (with the data password).
 redis_ha_cli() { local port="$1"; shift; REDISCLI_AUTH="$HA_DATA_PASSWORD" redis-cli -p "$port" "$@"; }
