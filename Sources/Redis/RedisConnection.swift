@@ -33,6 +33,13 @@ final class RedisConnection: Sendable {
         self.failed = failed
     }
 
+    /// The idle time before keepalive probes: `TCP_KEEPIDLE` on Linux, `TCP_KEEPALIVE` on Darwin.
+    #if os(Linux)
+        private static let keepAliveIdle = TCP_KEEPIDLE
+    #else
+        private static let keepAliveIdle = TCP_KEEPALIVE
+    #endif
+
     /// What a connection is for, which decides its handshake.
     enum Purpose: Sendable {
         /// A data node: AUTH with the data credentials, SELECT the database.
@@ -90,7 +97,7 @@ final class RedisConnection: Sendable {
                     .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                     .channelOption(.socketOption(.so_keepalive), value: 1)
                     // Notice a dead peer within about 30 s instead of the kernel's two hours.
-                    .channelOption(.tcpOption(.init(rawValue: TCP_KEEPIDLE)), value: 15)
+                    .channelOption(.tcpOption(.init(rawValue: Self.keepAliveIdle)), value: 15)
                     .channelOption(.tcpOption(.init(rawValue: TCP_KEEPINTVL)), value: 5)
                     .channelOption(.tcpOption(.init(rawValue: TCP_KEEPCNT)), value: 3)
                 channel = try await bootstrap.connect(host: host, port: port).get()

@@ -11,15 +11,19 @@ import Tracing
 /// debug, server errors at error). Never logs Authorization or Cookie.
 public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
     let telemetry: RequestTelemetry
+    /// The methods a path is served with (405 + `Allow`), nil for a path not served (404): the routes' own table.
+    let allowedMethods: @Sendable (String) -> [String]?
 
     /// - Parameter trustedProxies: whose `X-Request-Id` (and `X-Forwarded-For`, for the span's client address) to believe.
     public init(trustedProxies: TrustedProxies = .none) {
-        self.init(telemetry: RequestTelemetry(trustedProxies: trustedProxies))
+        self.init(telemetry: RequestTelemetry(trustedProxies: trustedProxies), allowedMethods: { _ in nil })
     }
 
-    /// With the telemetry the verification fast path shares (one set of series, one id source).
-    init(telemetry: RequestTelemetry) {
+    /// With the telemetry the verification fast path shares (one set of series, one id source), and the service's route
+    /// table.
+    init(telemetry: RequestTelemetry, allowedMethods: @escaping @Sendable (String) -> [String]?) {
         self.telemetry = telemetry
+        self.allowedMethods = allowedMethods
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -37,10 +41,10 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         } catch let error as APIError {
             response = try error.response(from: request, context: context)
         } catch let error as HTTPError {
-            response = try Self.translate(error, request: request).response(from: request, context: context)
+            response = try translate(error, request: request).response(from: request, context: context)
         } catch let error as any HTTPResponseError {
             // NIOTooManyBytesError (body over the limit) and other framework errors that know their status.
-            response = try Self.translate(HTTPError(error.status), request: request).response(from: request, context: context)
+            response = try translate(HTTPError(error.status), request: request).response(from: request, context: context)
         } catch let error as DecodingError {
             response = try APIError.invalidRequest(Self.describe(error)).response(from: request, context: context)
         } catch {
@@ -61,10 +65,10 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
         if closing { headers[.connection] = "close" }
     }
 
-    static func translate(_ error: HTTPError, request: Request) -> APIError {
+    func translate(_ error: HTTPError, request: Request) -> APIError {
         switch error.status {
         case .notFound:
-            if let allowed = Routes.allowedMethods(for: request.uri.path) {
+            if let allowed = allowedMethods(request.uri.path) {
                 return APIError(
                     .methodNotAllowed, code: "method_not_allowed", message: "\(request.method) is not allowed here",
                     headers: [.allow: allowed.joined(separator: ", ")]

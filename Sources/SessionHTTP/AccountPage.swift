@@ -23,7 +23,7 @@ enum AccountPage {
         Response(
             status: .ok,
             headers: [
-                .contentType: type, .contentSecurityPolicy: contentSecurityPolicy, .cacheControl: "no-cache",
+                .contentType: type, .contentSecurityPolicy: contentSecurityPolicy, .cacheControl: "no-store",
                 HTTPField.Name("Referrer-Policy")!: "same-origin", HTTPField.Name("X-Frame-Options")!: "DENY",
             ],
             body: .init(byteBuffer: ByteBuffer(bytes: bytes))

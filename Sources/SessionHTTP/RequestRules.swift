@@ -45,16 +45,32 @@ enum RequestRules {
     }
 
     /// A path (before any query) that names one resource only: it starts with `/`, has no empty segment (`//`), no
-    /// trailing slash (but `/` itself) and no dot segment (`.`, `..`, also percent-encoded).
+    /// trailing slash (but `/` itself), no dot segment (`.`, `..`, also percent-encoded), and no slash or backslash
+    /// hidden in a segment (`%2F`, `%5C`, `\`): a proxy that decodes them would see other segments than the router
+    /// (`/v1/verify/..%2fsession` is not verify).
     static func isCanonical(_ target: String) -> Bool {
         let path = target.utf8.prefix { $0 != UInt8(ascii: "?") }
         guard path.first == UInt8(ascii: "/") else { return false }
         if path.count == 1 { return true }
         guard path.last != UInt8(ascii: "/") else { return false }
         for segment in path.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
-            if segment.isEmpty || isDotSegment(segment) { return false }
+            if segment.isEmpty || isDotSegment(segment) || hidesSeparator(segment) { return false }
         }
         return true
+    }
+
+    /// Whether a segment holds `\`, or `%2F` / `%5C` in either case.
+    private static func hidesSeparator(_ segment: Substring.UTF8View.SubSequence) -> Bool {
+        var previous: (UInt8, UInt8) = (0, 0)
+        for byte in segment {
+            if byte == UInt8(ascii: "\\") { return true }
+            if previous.0 == UInt8(ascii: "%") {
+                let pair = (previous.1, byte | 0x20)
+                if pair == (UInt8(ascii: "2"), UInt8(ascii: "f")) || pair == (UInt8(ascii: "5"), UInt8(ascii: "c")) { return true }
+            }
+            previous = (previous.1, byte)
+        }
+        return false
     }
 
     /// `.` or `..`, where a dot may be written `%2e` or `%2E`.

@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import NIOConcurrencyHelpers
 public import NIOCore
+import NIOPosix
 import Redis
 import SessionCore
 import Tracing
@@ -104,21 +105,52 @@ final class RequestTelemetry: Sendable {
         return Self.newID()
     }
 
-    private static let idPrefix = UInt64.random(in: .min ... .max)
-    private static let idCounter = ManagedAtomic(UInt64.random(in: .min ... .max))
+    /// Each thread's store of random bytes for request ids.
+    // @unchecked Sendable: an instance lives in one thread's `ThreadSpecificVariable` slot and only that thread ever
+    // reads or writes it; the conformance only lets the slot's declaration be a static.
+    private final class RandomBytes: @unchecked Sendable {
+        var bytes = [UInt8](repeating: 0, count: 4096)
+        var used = 4096
 
-    /// 32 hex digits: this process's random half, then a counter (as Hummingbird's `RequestID`, written in one
-    /// allocation instead of its four: this runs for every request, verifications included).
-    static func newID() -> String {
-        let high = idPrefix
-        let low = idCounter.loadThenWrappingIncrement(ordering: .relaxed)
-        return String(unsafeUninitializedCapacity: 32) { bytes in
-            for index in 0..<16 {
-                bytes[index] = Hex.digits[Int((high >> UInt64(60 - 4 * index)) & 0xF)]
-                bytes[16 + index] = Hex.digits[Int((low >> UInt64(60 - 4 * index)) & 0xF)]
+        /// The next 16 random bytes, refilled from the system's generator (one `getrandom` per 256 ids).
+        func next16(_ body: (ArraySlice<UInt8>) -> Void) {
+            if used == bytes.count {
+                var generator = SystemRandomNumberGenerator()
+                bytes.withUnsafeMutableBytes { buffer in
+                    for offset in stride(from: 0, to: buffer.count, by: 8) {
+                        buffer.storeBytes(of: generator.next() as UInt64, toByteOffset: offset, as: UInt64.self)
+                    }
+                }
+                used = 0
             }
-            return 32
+            body(bytes[used..<used + 16])
+            used += 16
         }
+    }
+
+    private static let randomBytes = ThreadSpecificVariable<RandomBytes>()
+
+    /// 32 random hex digits (128 bits): nothing in an id tells how many requests came before it. Written in one
+    /// allocation, from a per-thread buffer of system randomness: this runs for every request, verifications included.
+    static func newID() -> String {
+        let source: RandomBytes
+        if let existing = randomBytes.currentValue {
+            source = existing
+        } else {
+            source = RandomBytes()
+            randomBytes.currentValue = source
+        }
+        var id = ""
+        source.next16 { random in
+            id = String(unsafeUninitializedCapacity: 32) { bytes in
+                for (index, byte) in random.enumerated() {
+                    bytes[2 * index] = Hex.digits[Int(byte >> 4)]
+                    bytes[2 * index + 1] = Hex.digits[Int(byte & 0xF)]
+                }
+                return 32
+            }
+        }
+        return id
     }
 
     /// 1–128 visible ASCII characters, none of them a quote, a backslash or a comma: safe in a header (one value), a

@@ -49,7 +49,14 @@ public struct Routes: Sendable {
         self.telemetry = RequestTelemetry(trustedProxies: trustedProxies)
     }
 
-    /// Paths the API serves, and their methods: for 405 and its `Allow` header.
+    /// Paths this configuration serves, and their methods: for 405 and its `Allow` header (404 for any other path).
+    /// The same switches as `add(to:)` decide: with `ACCOUNT_PAGE=off`, `/account` is not served, so it is 404.
+    func allowedMethods(for path: String) -> [String]? {
+        if !accountPage, path == "/account" || path.hasPrefix("/account/") { return nil }
+        return Self.allowedMethods(for: path)
+    }
+
+    /// Every path the API can serve, and its methods.
     static func allowedMethods(for path: String) -> [String]? {
         switch path {
         case "/v1/users", "/v1/login", "/v1/logout", "/v1/browser/login", "/v1/browser/logout", "/v1/token", "/v1/introspect", "/v1/revoke":
@@ -66,7 +73,7 @@ public struct Routes: Sendable {
 
     /// Adds every route to a router whose context is `SessionRequestContext`.
     public func add(to router: Router<SessionRequestContext>) {
-        router.add(middleware: APIMiddleware(telemetry: telemetry))
+        router.add(middleware: APIMiddleware(telemetry: telemetry, allowedMethods: { self.allowedMethods(for: $0) }))
         router.get("/healthz") { _, _ in try Self.json(.ok) { $0.field("status", "ok") } }
         router.get("/readyz") { _, _ in try await self.ready() }
         router.get("/metrics") { _, _ in
@@ -97,12 +104,26 @@ public struct Routes: Sendable {
         for method in [HTTPRequest.Method.get, .head, .post, .put, .patch, .delete, .options] {
             authenticated.on("/v1/verify/**", method: method) { _, context in try self.verify(context) }
         }
-        if accessTokens != nil { authenticated.post("/v1/token") { _, context in try await self.issueAccessToken(context) } }
+        if accessTokens != nil {
+            authenticated.post("/v1/token") { request, context in
+                try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
+                return try await self.issueAccessToken(context)
+            }
+        }
         authenticated.get("/v1/session") { _, context in try await self.currentSession(context) }
-        authenticated.post("/v1/logout") { _, context in try await self.logout(context) }
+        authenticated.post("/v1/logout") { request, context in
+            try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
+            return try await self.logout(context)
+        }
         authenticated.get("/v1/sessions") { request, context in try await self.list(request, context) }
-        authenticated.delete("/v1/sessions") { _, context in try await self.revokeAll(context) }
-        authenticated.delete("/v1/sessions/{session_id}") { _, context in try await self.revoke(context) }
+        authenticated.delete("/v1/sessions") { request, context in
+            try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
+            return try await self.revokeAll(context)
+        }
+        authenticated.delete("/v1/sessions/{session_id}") { request, context in
+            try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
+            return try await self.revoke(context)
+        }
     }
 
     // MARK: Handlers
@@ -206,11 +227,13 @@ public struct Routes: Sendable {
     }
 
     /// Ends the session the cookie names (on every instance) and clears the cookie — also when the cookie is missing or
-    /// no longer valid. JSON or no body → 204; a form → 303 to `/`. 1 EVALSHA to authenticate + 1 to revoke.
+    /// no longer valid. JSON or no body → 204; a form → 303 to `/`. 1 EVALSHA to peek (read-only: ending a session must
+    /// not renew it first) + 1 to revoke.
     func browserLogout(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         guard cookie.allowsUnsafe(request.head) else { throw APIError.crossOriginRequest }
+        try await CredentialsBody.refuseForeignBody(request, limit: maxBodySize, forms: true)
         if case .token(let token) = cookie.parse(request.headers[values: .cookie]) {
-            let session = try await core(context) { try await sessions.authenticate(token) }
+            let session = try await core(context) { try await sessions.peek(token) }
             if let session { _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) } }
         }
         var response = CredentialsBody.isForm(request) ? Self.redirect(to: "/") : Response(status: .noContent)
@@ -360,6 +383,18 @@ struct CredentialsBody: Decodable {
 
     static func mediaType(_ request: Request) -> String {
         request.headers[.contentType].map { $0.split(separator: ";", maxSplits: 1)[0].trimmingSpaces.lowercased() } ?? ""
+    }
+
+    /// For routes that take no body: a request that carries one must still say it is JSON (or, where `forms`, a form),
+    /// as the README promises — 415 otherwise. No body at all is fine.
+    static func refuseForeignBody(_ request: Request, limit: Int, forms: Bool = false) async throws {
+        let mediaType = Self.mediaType(request)
+        if mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) { return }
+        if forms, mediaType == "application/x-www-form-urlencoded" { return }
+        // Read (at most `limit`) to know whether there is a body at all: a client may announce none in several ways.
+        guard try await FormBody.collect(request, limit: limit).readableBytes > 0 else { return }
+        throw APIError(
+            .unsupportedMediaType, code: "unsupported_media_type", message: forms ? "send application/json or a form" : "send application/json")
     }
 
     static func decode(_ request: Request, limit: Int) async throws -> CredentialsBody {

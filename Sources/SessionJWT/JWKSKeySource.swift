@@ -91,7 +91,8 @@ public actor JWKSKeySource {
             task = Task { try await Self.download(url, client) }
             inFlight = task
         }
-        defer { inFlight = nil }
+        // Only the fetch this caller waited on is cleared: a waiter resuming late must not clear a newer one.
+        defer { if inFlight == task { inFlight = nil } }
         let (set, maxAge) = try await task.value
         cached.withLock { $0 = (set, .now + min(max(maxAge, .seconds(60)), .seconds(3600))) }
         return set
