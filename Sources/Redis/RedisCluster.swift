@@ -20,6 +20,8 @@ final class RedisCluster: Sendable {
         var known: [RedisConfiguration.Endpoint]
         var lastRefresh: ContinuousClock.Instant?
         var refreshRequested = false
+        /// When another node last confirmed each master (`confirmMaster`), so a pool's connections share one answer.
+        var confirmed: [RedisConfiguration.Endpoint: ContinuousClock.Instant] = [:]
     }
 
     private let configuration: RedisConfiguration
@@ -159,7 +161,12 @@ final class RedisCluster: Sendable {
     /// failover still believes it owns its slots when it wakes, until gossip reaches it; the others know better.
     /// - Throws: `.unavailable` when no other node answers or the answer does not name `endpoint` a master.
     func confirmMaster(_ endpoint: RedisConfiguration.Endpoint) async throws {
-        let others = state.withLockedValue { $0.known.filter { $0 != endpoint } }
+        let clock = ContinuousClock()
+        // One answer serves the connections of a pool made together (a quarter second is far below any failover).
+        let (others, recent) = state.withLockedValue { state in
+            (state.known.filter { $0 != endpoint }, state.confirmed[endpoint].map { clock.now - $0 < .milliseconds(250) } ?? false)
+        }
+        if recent { return }
         for other in others {
             guard
                 let connection = try? await RedisConnection.connect(to: other, configuration: configuration, purpose: .data, tls: tls, on: loops[0])
@@ -167,7 +174,10 @@ final class RedisCluster: Sendable {
             let answer = try? await connection.send(RedisCommand("CLUSTER", ["SHARDS"]))
             connection.channel.close(promise: nil)
             guard let shards = answer?.array else { continue }
-            if Self.parse(shards: shards, tls: tls != nil).contains(where: { $0.master == endpoint }) { return }
+            if Self.parse(shards: shards, tls: tls != nil).contains(where: { $0.master == endpoint }) {
+                state.withLockedValue { $0.confirmed[endpoint] = clock.now }
+                return
+            }
             throw RedisError(.unavailable, "\(other) does not name \(endpoint) a master")
         }
         // A cluster of one node has nobody to ask; its own ROLE (in the handshake) is all there is.

@@ -13,6 +13,8 @@ public struct ServiceConfiguration: Sendable {
     public var httpIdleTimeout: Duration?
     public var httpHeaderTimeout: Duration
     public var httpBodyTimeout: Duration
+    public var httpWriteTimeout: Duration
+    public var httpMaxPipelined: Int
     public var maxConnections: Int
     public var redis: RedisConfiguration
     public var sessions: SessionConfiguration
@@ -51,6 +53,8 @@ public struct ServiceConfiguration: Sendable {
         httpIdleTimeout = options.httpIdleTimeout == 0 ? nil : .seconds(options.httpIdleTimeout)
         httpHeaderTimeout = .seconds(options.httpHeaderTimeout)
         httpBodyTimeout = .seconds(options.httpBodyTimeout)
+        httpWriteTimeout = .seconds(options.httpWriteTimeout)
+        httpMaxPipelined = options.httpMaxPipelined
         maxConnections = options.maxConnections
         do {
             redis = try RedisConfiguration(url: options.redisURL)

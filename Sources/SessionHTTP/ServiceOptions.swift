@@ -28,6 +28,12 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: ArgumentHelp("A request's body may not stall for longer than this.", valueName: "seconds"))
     public var httpBodyTimeout = 10
 
+    @Option(help: ArgumentHelp("A response the client does not read for this long closes its connection.", valueName: "seconds"))
+    public var httpWriteTimeout = 10
+
+    @Option(help: "Requests in flight per connection at most; a client that pipelines more is not read until it reads its answers.")
+    public var httpMaxPipelined = 16
+
     @Option(help: "Connections open at once; beyond it a new one gets 503 and is closed. The default is 80% of the open-file limit.")
     public var maxConnections = max(16, System.openFileLimit * 8 / 10)
 
@@ -183,6 +189,8 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(httpIdleTimeout, in: 0...86400, "http-idle-timeout")
         try Self.check(httpHeaderTimeout, in: 1...3600, "http-header-timeout")
         try Self.check(httpBodyTimeout, in: 1...3600, "http-body-timeout")
+        try Self.check(httpWriteTimeout, in: 1...3600, "http-write-timeout")
+        try Self.check(httpMaxPipelined, in: 1...1024, "http-max-pipelined")
         try Self.check(maxConnections, in: 1...10_000_000, "max-connections")
         try Self.check(sessionIdleTimeout, in: 1...31_536_000, "session-idle-timeout")
         try Self.check(sessionAbsoluteTimeout, in: 1...315_360_000, "session-absolute-timeout")

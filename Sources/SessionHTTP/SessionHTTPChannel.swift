@@ -41,6 +41,10 @@ public struct SessionHTTPChannel: ServerChildChannel, HTTPChannelHandler {
         /// Refused connections that may linger at once (reading what the client sent, so the 503 is not lost to a
         /// reset); past it a refusal closes at once, so refusals never take the descriptors the cap keeps free.
         var lingeringRefusals = 64
+        /// A written response that makes no progress for this long closes the connection (`HTTP_WRITE_TIMEOUT`).
+        var writeTimeout: TimeAmount = .seconds(10)
+        /// Requests in flight per connection at most (`HTTP_MAX_PIPELINED`); beyond, the connection is not read.
+        var maxPipelined = 16
     }
 
     /// The router's entry point, as Hummingbird's `Application` builds it.
@@ -83,6 +87,12 @@ public struct SessionHTTPChannel: ServerChildChannel, HTTPChannelHandler {
             try operations.addHandler(RequestDeadlines.RawReads(deadlines), position: .first)
             let pipelining = try operations.handler(type: HTTPServerPipelineHandler.self)
             try operations.addHandler(RequestDeadlines.DecodedParts(deadlines), position: .before(pipelining))
+            // A bounded kernel send buffer: what a client that never reads can make this process compute is what fits in
+            // it (answers are small; a reading client never fills it).
+            try channel.syncOptions?.setOption(.socketOption(.so_sndbuf), value: ResponseBackpressure.sendBuffer)
+            let backpressure = ResponseBackpressure(maxPipelined: limits.maxPipelined, writeTimeout: limits.writeTimeout)
+            try operations.addHandler(RequestCounter(backpressure), position: .before(pipelining))
+            try operations.addHandler(InboundGate(backpressure), position: .first)
             try operations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try operations.addHandler(HTTPConnectionStateHandler(idleTimeout: limits.idleTimeout, logger: logger))
             try operations.addHandler(EdgeHandler(shared: verification, maxBodySize: limits.maxBodySize))

@@ -57,7 +57,8 @@ public enum SessionService {
                     idleTimeout: configuration.httpIdleTimeout, headerTimeout: TimeAmount(configuration.httpHeaderTimeout),
                     bodyTimeout: TimeAmount(configuration.httpBodyTimeout), maxBodySize: configuration.maxBodySize,
                     maxConnections: configuration.maxConnections,
-                    lingeringRefusals: max(8, (System.openFileLimit - configuration.maxConnections) / 4)
+                    lingeringRefusals: max(8, (System.openFileLimit - configuration.maxConnections) / 4),
+                    writeTimeout: TimeAmount(configuration.httpWriteTimeout), maxPipelined: configuration.httpMaxPipelined
                 ),
                 verification: verification, connections: ConnectionCount()
             ),

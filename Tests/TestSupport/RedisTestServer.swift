@@ -64,7 +64,8 @@ public enum TestRedis {
         _ body: @Sendable (RedisClient) async throws -> Result
     ) async throws -> Result {
         let client = RedisClient(configuration: configuration)
-        return try await client.withRunning(waitingUpTo: waitForConnection ? .seconds(5) : nil) { try await body(client) }
+        // A readiness wait, not a bound under test: a cluster client on a loaded CI machine takes seconds to connect.
+        return try await client.withRunning(waitingUpTo: waitForConnection ? .seconds(20) : nil) { try await body(client) }
     }
 }
 
