@@ -252,6 +252,19 @@ extension RedisSessionStore {
         name: "create",
         Lua.redisTime + """
             local now = redisTime()
+            -- Creation times never tie within a user: a login in the same millisecond as the user's latest session is
+            -- dated a millisecond later, so the cap below always knows which session is the oldest. (The latest
+            -- session has the highest score: absolute expiry = creation + the absolute timeout.)
+            local top = redis.call('ZRANGE', KEYS[2], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+            if top[2] then
+                for _, id in ipairs(redis.call('ZRANGE', KEYS[2], top[2], top[2], 'BYSCORE')) do
+                    local latest = redis.call('GET', ARGV[5] .. id)
+                    if latest then
+                        local created = struct.unpack('>I6', latest, 7)
+                        if created >= now then now = created + 1 end
+                    end
+                end
+            end
             local idle = tonumber(ARGV[2])
             local absolute = now + tonumber(ARGV[3])
             local ttl = math.min(idle, absolute - now)
@@ -271,7 +284,7 @@ extension RedisSessionStore {
                         table.insert(aged, {id, old and struct.unpack('>I6', old, 7) or 0})
                     end
                 end
-                table.sort(aged, function(a, b) return a[2] < b[2] end)
+                table.sort(aged, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1]) end)
                 for i = 1, math.min(extra, #aged) do
                     redis.call('ZREM', KEYS[2], aged[i][1])
                     redis.call('DEL', ARGV[5] .. aged[i][1])

@@ -132,6 +132,21 @@ import Testing
         }
     }
 
+    /// Logins in the same millisecond: the cap still ends the oldest, never a newer one (creation times never tie
+    /// within a user). Fifty logins at once, each a separate script: many land in the same millisecond.
+    @Test func theCapEndsTheOldestEvenWithinOneMillisecond() async throws {
+        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+            let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: "t\(UUID().uuidString.prefix(8)):", maxSessionsPerUser: 3))
+            let user = UserID.random()
+            var created: [(token: SessionToken, session: Session)] = []
+            for _ in 0..<50 { created.append(try await store.create(for: user)) }
+            #expect(Set(created.map(\.session.createdAt)).count == 50, "creation times never tie")
+            for (index, entry) in created.enumerated() {
+                #expect((try await store.authenticate(entry.token) != nil) == (index >= 47), "session \(index)")
+            }
+        }
+    }
+
     /// One user cannot grow without bound: past MAX_SESSIONS_PER_USER a login ends the oldest session, never the new
     /// one; pages walk every session once, in order, with a cursor that survives sessions ending between pages.
     @Test func sessionsPerUserAreCappedAndListedInPages() async throws {
