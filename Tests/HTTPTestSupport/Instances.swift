@@ -60,7 +60,7 @@ public enum Instances {
     }
 
     public static func waitUntilReady(_ client: any TestClientProtocol) async throws {
-        for _ in 0..<300 {
+        for _ in 0..<2000 {
             if try await client.executeRequest(uri: "/readyz", method: .get, headers: [:], body: nil).status == .ok { return }
             try await Task.sleep(for: .milliseconds(10))
         }

@@ -162,8 +162,8 @@ import Testing
             let targetAdmin = admin(target.port)
             let otherAdmins = nodes.filter { $0.id != source.id && $0.id != target.id }.map { admin($0.port) }
 
-            try await sourceAdmin.withRunning {
-                try await targetAdmin.withRunning {
+            try await sourceAdmin.withRunning(waitingUpTo: .seconds(20)) {
+                try await targetAdmin.withRunning(waitingUpTo: .seconds(20)) {
                     let failures = try await withThrowingTaskGroup(of: Int.self) { group in
                         let stop = NIOLockedValueBox(false)
                         for worker in 0..<4 {
@@ -202,7 +202,9 @@ import Testing
                             _ = try await client.send("CLUSTER", "SETSLOT", Int(slot), "NODE", target.id)
                         }
                         for client in otherAdmins {
-                            try await client.withRunning { _ = try await client.send("CLUSTER", "SETSLOT", Int(slot), "NODE", target.id) }
+                            try await client.withRunning(waitingUpTo: .seconds(20)) {
+                                _ = try await client.send("CLUSTER", "SETSLOT", Int(slot), "NODE", target.id)
+                            }
                         }
                         try await Task.sleep(for: .milliseconds(300))
                         stop.withLockedValue { $0 = true }

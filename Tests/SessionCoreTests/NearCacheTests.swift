@@ -157,8 +157,8 @@ import Testing
             let redis = RedisClient(configuration: configuration, onInvalidation: { cache.invalidate($0) })
             return Instance(redis: redis, cache: cache, store: RedisSessionStore(redis: redis, configuration: sessions, nearCache: cache))
         }
-        try await instances[0].redis.withRunning {
-            try await instances[1].redis.withRunning {
+        try await instances[0].redis.withRunning(waitingUpTo: .seconds(20)) {
+            try await instances[1].redis.withRunning(waitingUpTo: .seconds(20)) {
                 try await TestRedis.withClient(configuration) { admin in try await body(instances, admin) }
             }
         }

@@ -130,7 +130,8 @@ public final class RedisServerProcess: @unchecked Sendable {
         let status = posix_spawn(&pid, executable, nil, &attributes, &cArguments, environ)
         guard status == 0 else { throw RedisError(.unavailable, "cannot start redis-server: \(status)") }
         self.pid = pid
-        let deadline = Date().addingTimeInterval(5)
+        // A readiness wait (generous: a loaded CI machine starts processes slowly), not a bound under test.
+        let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
             if Self.canConnect(port: port) {
                 // Ours, not another process on the port: our redis-server is still running a moment later.
