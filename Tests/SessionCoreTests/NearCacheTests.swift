@@ -144,8 +144,9 @@ import Testing
         _ server: RedisServerProcess, _ sessions: SessionConfiguration, _ body: @Sendable ([Instance], RedisClient) async throws -> Void
     ) async throws {
         var configuration = try RedisConfiguration(url: server.url)
-        configuration.commandTimeout = .milliseconds(500)
-        configuration.connectTimeout = .milliseconds(500)
+        // Short enough that a stopped server is noticed quickly, long enough for a loaded CI machine (500 ms timed out).
+        configuration.commandTimeout = .seconds(2)
+        configuration.connectTimeout = .seconds(2)
         try await withInstances(configuration, sessions, body)
     }
 

@@ -326,7 +326,8 @@ import Testing
             for user in 1...10 { try await throttle.recordFailure(username: "user\(user)", clientAddress: "203.0.113.5") }
             let error = await #expect(throws: SessionError.self) { try await throttle.check(username: "never-tried", clientAddress: "203.0.113.5") }
             #expect(error?.code == .tooManyAttempts)
-            #expect((59...60).contains(error?.retryAfter ?? 0))
+            // The window's remaining seconds, rounded up; a loaded machine may take a second or two to get here.
+            #expect((55...60).contains(error?.retryAfter ?? 0))
             try await throttle.check(username: "user1", clientAddress: "203.0.113.6")
         }
     }

@@ -27,7 +27,9 @@ import Testing
                 let reply = try await RawHTTP.exchange(port: port, partial)
                 let waited = clock.now - start
                 #expect(reply.isEmpty, "\(partial): \(reply)")
-                #expect(waited >= .milliseconds(900) && waited < .seconds(5), "\(partial): closed after \(waited)")
+                // Closed by the server (the 10 s watchdog would be the client), not before the timeout: the upper bound is
+                // loose because a loaded two-core machine delays the timer (5.05 s seen beside 176 other tests).
+                #expect(waited >= .milliseconds(900) && waited < .seconds(9), "\(partial): closed after \(waited)")
             }
             // A complete request on a fresh connection is untouched by either timeout.
             #expect(try await RawHTTP.exchange(port: port, "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").hasPrefix("HTTP/1.1 200"))
