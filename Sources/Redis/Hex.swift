@@ -14,13 +14,32 @@ package enum Hex {
     }
 
     /// Two lowercase digits per byte.
-    package static func encode(_ bytes: some Collection<UInt8>) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
+    package static func encode(_ bytes: [UInt8]) -> String {
+        encode(bytes, dashesAfter: [])
+    }
+
+    /// Two lowercase digits per byte, with a `-` after the bytes at the given offsets (a UUID's 4, 6, 8, 10): one
+    /// allocation, the string's own (session and user IDs are formatted on every verification).
+    package static func encode(_ bytes: [UInt8], dashesAfter dashes: [Int]) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2 + dashes.count) { out in
+            var position = 0
+            var nextDash = 0
+            for (offset, byte) in bytes.enumerated() {
+                if nextDash < dashes.count, dashes[nextDash] == offset {
+                    out[position] = UInt8(ascii: "-")
+                    position += 1
+                    nextDash += 1
+                }
+                out[position] = lowercase(byte >> 4)
+                out[position + 1] = lowercase(byte & 0x0F)
+                position += 2
+            }
+            return position
         }
-        return String(decoding: out, as: UTF8.self)
+    }
+
+    @inline(__always)
+    private static func lowercase(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
     }
 }

@@ -35,7 +35,11 @@ public struct KeySchema: Sendable, Equatable {
     }
 
     /// A session's key: its user's tag (carried by the token), then the session ID.
-    public func session(_ id: SessionID, tag: ShardTag) -> [UInt8] { sessionKeyPrefix(tag) + id.bytes }
+    public func session(_ id: SessionID, tag: ShardTag) -> [UInt8] {
+        var key = sessionKeyPrefix(tag)  // its capacity has room for the ID: one allocation per key
+        key.append(contentsOf: id.bytes)
+        return key
+    }
 
     /// The start of the session keys of one tag, for scripts that derive session keys from index members (in the
     /// index's own slot: the tag is the same).

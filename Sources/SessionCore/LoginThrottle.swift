@@ -144,7 +144,7 @@ public struct LoginThrottle: Sendable {
     /// A counter's key: the hashed text, so no name or address appears in a Redis key; its first byte keeps the kinds
     /// apart.
     private func key(_ text: String) -> String {
-        keys.loginFailures(Hex.encode(Array(SHA256.hash(data: Array(text.utf8))).prefix(16)))
+        keys.loginFailures(Hex.encode(Array(Array(SHA256.hash(data: Array(text.utf8))).prefix(16))))
     }
 
     /// KEYS: a counter. ARGV: its limit. Milliseconds until it expires when it is at its limit, else 0.

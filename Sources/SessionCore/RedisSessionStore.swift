@@ -21,6 +21,12 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     let keys: KeySchema
     /// Sessions answered from memory; nil: every authentication asks Redis.
     let nearCache: NearCache?
+    /// The configuration's times in the units the hot path uses, converted once (`Duration` arithmetic showed in the
+    /// cached verification's profile).
+    private let idle: TimeAmount
+    private let touchInterval: TimeAmount
+    private let idleMilliseconds: Int64
+    private let renewalMilliseconds: Int64
 
     /// A store over a running client.
     /// - Parameter nearCache: a cache fed by `redis`'s invalidations (the same client's `onInvalidation`).
@@ -29,6 +35,10 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         self.configuration = configuration
         self.keys = KeySchema(prefix: configuration.keyPrefix)
         self.nearCache = nearCache
+        self.idleMilliseconds = configuration.idleMilliseconds
+        self.renewalMilliseconds = configuration.renewalMilliseconds
+        self.idle = .milliseconds(configuration.idleMilliseconds)
+        self.touchInterval = TimeAmount(configuration.effectiveTouchInterval)
     }
 
     public func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) {
@@ -79,7 +89,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         // A renewal is due when the cached TTL has fallen to the idle timeout; at most one per touch interval per
         // entry, so a session whose deadline is capped by its absolute expiry (which no renewal extends, so no
         // invalidation follows) is not touched on every hit.
-        if let (entry, touch) = nearCache.lookup(key, now: now, touchDue: idleTimeAmount, touchInterval: touchTimeAmount) {
+        if let (entry, touch) = nearCache.lookup(key, now: now, touchDue: idle, touchInterval: touchInterval) {
             completion(.success(cachedSession(id: id, value: entry.value, remaining: entry.deadline - now)))
             if touch { self.touch(key, on: eventLoop) }
             return
@@ -102,12 +112,9 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
             // A reply from a pair whose lease ran out may come from a master that is no longer one: ask again.
             guard use != .untrusted else { return self.authenticateInRedis(id: id, key: key, on: eventLoop, completion: completion) }
             completion(.success(self.cachedSession(id: id, value: value, remaining: remaining - (.now() - now))))
-            if ttl <= configuration.idleMilliseconds { self.touch(key, on: eventLoop) }
+            if ttl <= idleMilliseconds { self.touch(key, on: eventLoop) }
         }
     }
-
-    private var idleTimeAmount: TimeAmount { .milliseconds(configuration.idleMilliseconds) }
-    private var touchTimeAmount: TimeAmount { TimeAmount(configuration.effectiveTouchInterval) }
 
     /// Whether a token's session is answered from the near cache now (for tests and diagnostics; counts as a use).
     package func isCached(_ token: SessionToken) -> Bool { cachedRemaining(token) != nil }
@@ -134,7 +141,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     /// The authenticate script's arguments: the TTL a renewal sets, and the TTL at or below which one is due.
-    private var renewal: [any RESPArgument] { [configuration.renewalMilliseconds, configuration.idleMilliseconds] }
+    private var renewal: [any RESPArgument] { [renewalMilliseconds, idleMilliseconds] }
 
     /// The session in the authenticate script's reply, or nil.
     private func session(id: SessionID, authenticated reply: RESPValue) -> Session? {
@@ -231,7 +238,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         let userID = UserID(bytes: value[12..<28])
         // A renewal sets the TTL to idle + touch interval, so the last renewal is the deadline minus that (exact while
         // the deadline is not capped by the absolute one); the last use is at most one touch interval later.
-        let lastSeen = max(created, min(now, expiresAt - configuration.renewalMilliseconds))
+        let lastSeen = max(created, min(now, expiresAt - renewalMilliseconds))
         return Session(
             id: id, userID: userID, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(expiresAt, absolute)),
             absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(lastSeen)

@@ -54,8 +54,9 @@ public struct SessionToken: Sendable, Hashable, CustomStringConvertible {
     /// Redis keys sessions by this, never by the token, so a dump, replica, MONITOR or backup yields nothing
     /// that authenticates. Its hex form is the public `session_id`: one-way, so it never reveals the token.
     public var sessionID: SessionID {
-        let digest = SHA256.hash(data: Array(text.utf8))
-        return SessionID(bytes: Array(digest.prefix(16)))
+        var text = text
+        let digest = text.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
+        return SessionID(bytes: digest.withUnsafeBytes { Array($0.prefix(16)) })
     }
 
     public var description: String { "SessionToken(redacted)" }
@@ -143,16 +144,12 @@ public struct UserID: Sendable, Hashable, CustomStringConvertible, Codable {
 }
 
 enum UUIDText {
+    /// The canonical text of 16 bytes (a verification formats its user's ID from the session value).
     static func format(_ bytes: [UInt8]) -> String {
-        let hex = Array(Hex.encode(bytes).utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(36)
-        for (index, digit) in hex.enumerated() {
-            if index == 8 || index == 12 || index == 16 || index == 20 { out.append(UInt8(ascii: "-")) }
-            out.append(digit)
-        }
-        return String(decoding: out, as: UTF8.self)
+        Hex.encode(bytes, dashesAfter: dashes)
     }
+
+    private static let dashes = [4, 6, 8, 10]
 
     /// `xxxxxxxx-xxxx-4xxx-[89ab]xxx-xxxxxxxxxxxx`, lowercase hex only.
     /// On every authenticated request: one pass over contiguous bytes (a generic, enumerated version cost 6 % of a

@@ -42,8 +42,9 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPResponsePart
 
     /// What every connection's handler shares: the store, the authenticator (its counters labelled `fast_path`), the
-    /// request telemetry (the router's own: its series, ids, spans and log line).
-    struct Shared: Sendable {
+    /// request telemetry (the router's own: its series, ids, spans and log line). A class: as a struct, every use copied
+    /// (retained and released) each of its members, which showed in the verification's profile.
+    final class Shared: Sendable {
         let store: any EventLoopSessionAuthenticating
         let authenticator: BearerAuthenticator<SessionRequestContext>
         let logger: Logger
@@ -64,6 +65,7 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let maxBodySize: Int
     private var state = StateMachine()
     private var date = HTTPDate()
+    private var series = RequestTelemetry.RouteSeriesCache(route: "/v1/verify")
 
     /// - Parameters:
     ///   - shared: nil sends verifications to the router (the fast path is off).
@@ -194,11 +196,13 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func answer(
-        _ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, _ observation: RequestObservation, session: Session? = nil,
+        _ status: HTTPResponse.Status, _ headers: consuming HTTPFields, _ body: ByteBuffer, _ observation: RequestObservation,
+        session: Session? = nil,
         context: ChannelHandlerContext
     ) {
         guard let shared else { return }
-        defer { shared.telemetry.end(observation, route: "/v1/verify", status: status, session: session, logger: shared.logger) }
+        let known = series.series(method: observation.method, status: status.code, in: shared.telemetry)
+        defer { shared.telemetry.end(observation, route: series.route, status: status, series: known, session: session, logger: shared.logger) }
         guard case .write(let close) = state.answered() else { return }
         write(status, headers, body, closing: close, requestID: observation.id, context: context)
     }
@@ -206,9 +210,10 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Writes a whole response with the API's standard headers; `closing` closes the output after it, as the router's
     /// loop does after a `Connection: close` request (the peer's close then ends the connection).
     private func write(
-        _ status: HTTPResponse.Status, _ headers: HTTPFields, _ body: ByteBuffer, closing: Bool, requestID: String? = nil,
+        _ status: HTTPResponse.Status, _ headers: consuming HTTPFields, _ body: ByteBuffer, closing: Bool, requestID: String? = nil,
         context: ChannelHandlerContext
     ) {
+        // Consumed, not copied: a second reference would make the first change below copy the fields.
         var headers = headers
         headers[.contentLength] = String(body.readableBytes)
         APIMiddleware<SessionRequestContext>.addStandardHeaders(to: &headers, closing: closing, requestID: requestID ?? RequestTelemetry.newID())

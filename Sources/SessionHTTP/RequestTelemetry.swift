@@ -10,6 +10,10 @@ import Redis
 import SessionCore
 import Tracing
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// What is recorded about every request, whichever path serves it — the router (`APIMiddleware`) or the verification
 /// fast path (`EdgeHandler`) — written once here so both record alike:
 /// - **an id**: `X-Request-Id` from a trusted proxy (`TRUSTED_PROXIES`; 1–128 visible ASCII characters but `"`, `\`
@@ -25,13 +29,15 @@ import Tracing
 final class RequestTelemetry: Sendable {
     private let tracing = ActiveTracer()
     private let trustedProxies: TrustedProxies
+    private let sampling: TraceSampling
     private let series = NIOLockedValueBox<[RouteKey: RouteSeries]>([:])
     private let active = NIOLockedValueBox<[HTTPRequest.Method: Meter]>([:])
     /// GET's meter without the lookup: nearly every request (every verification) is one.
     private let activeGets = Meter(label: "http.server.active_requests", dimensions: [("http.request.method", "GET")])
 
-    init(trustedProxies: TrustedProxies) {
+    init(trustedProxies: TrustedProxies, sampling: TraceSampling = .parentBasedAlwaysOn) {
         self.trustedProxies = trustedProxies
+        self.sampling = sampling
     }
 
     /// Begins observing a request: its id and, while tracing, its span.
@@ -40,11 +46,12 @@ final class RequestTelemetry: Sendable {
         activeRequests(method).increment()
         let id = requestID(request.headerFields[.xRequestID], peer: peer)
         var span: (any Span)?
-        if let tracer = tracing.tracer {
+        // Decided at the head: a request not sampled makes no span, context or trace ID (`TraceSampling`).
+        if let tracer = tracing.tracer, sampling.admits(traceparent: request.headerFields[.traceparent], draw: Self.randomUInt64) {
             var parent = ServiceContext.topLevel
             tracer.extract(request.headerFields, into: &parent, using: HTTPFieldsExtractor())
             let started = tracer.startSpan("\(method.rawValue)", context: parent, ofKind: .server)
-            // A trace not sampled costs its context and nothing more: no attribute is computed for it.
+            // A span the SDK does not record (a sampler other than `TraceSampling`'s) gets no attributes.
             if started.isRecording {
                 started.attributes["http.request.method"] = method.rawValue
                 if let path = request.path {
@@ -65,10 +72,14 @@ final class RequestTelemetry: Sendable {
 
     /// Ends the observation: metrics, span, and the log line. `session`: whom the request authenticated as, when the
     /// caller knows (the fast path); else what the authenticator told the observation.
-    func end(_ observation: RequestObservation, route: String, status: HTTPResponse.Status, session: Session? = nil, logger: Logger) {
+    /// `series`: the route's series when the caller holds them (`RouteSeriesCache`), else looked up.
+    func end(
+        _ observation: RequestObservation, route: String, status: HTTPResponse.Status, series known: RouteSeries? = nil, session: Session? = nil,
+        logger: Logger
+    ) {
         let duration = ContinuousClock.now - observation.start
         activeRequests(observation.method).decrement()
-        let series = routeSeries(RouteKey(route: route, method: observation.method, status: status.code))
+        let series = known ?? routeSeries(RouteKey(route: route, method: observation.method, status: status.code))
         series.requests.increment()
         series.duration.recordNanoseconds(duration.nanoseconds)
         series.errors?.increment()
@@ -114,34 +125,52 @@ final class RequestTelemetry: Sendable {
 
         /// The next 16 random bytes, refilled from the system's generator (one `getrandom` per 256 ids).
         func next16(_ body: (ArraySlice<UInt8>) -> Void) {
-            if used == bytes.count {
-                var generator = SystemRandomNumberGenerator()
-                bytes.withUnsafeMutableBytes { buffer in
-                    for offset in stride(from: 0, to: buffer.count, by: 8) {
-                        buffer.storeBytes(of: generator.next() as UInt64, toByteOffset: offset, as: UInt64.self)
-                    }
-                }
-                used = 0
-            }
+            refillIfUsed(16)
             body(bytes[used..<used + 16])
             used += 16
+        }
+
+        /// The next 64 random bits.
+        func nextUInt64() -> UInt64 {
+            refillIfUsed(8)
+            defer { used += 8 }
+            return bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: used, as: UInt64.self) }
+        }
+
+        private func refillIfUsed(_ needed: Int) {
+            guard used + needed > bytes.count else { return }
+            // One call for the whole buffer: `SystemRandomNumberGenerator` makes a getrandom(2) per 8 bytes, 512 system
+            // calls a refill, which the profile showed. glibc's arc4random_buf draws from getrandom(2) too.
+            bytes.withUnsafeMutableBytes { buffer in
+                #if canImport(Glibc)
+                    arc4random_buf(buffer.baseAddress!, buffer.count)
+                #else
+                    var generator = SystemRandomNumberGenerator()
+                    for index in buffer.indices { buffer[index] = generator.next() }
+                #endif
+            }
+            used = 0
         }
     }
 
     private static let randomBytes = ThreadSpecificVariable<RandomBytes>()
 
+    /// This thread's random bytes.
+    private static var random: RandomBytes {
+        if let existing = randomBytes.currentValue { return existing }
+        let made = RandomBytes()
+        randomBytes.currentValue = made
+        return made
+    }
+
+    /// 64 random bits (a head-sampling draw).
+    static func randomUInt64() -> UInt64 { random.nextUInt64() }
+
     /// 32 random hex digits (128 bits): nothing in an id tells how many requests came before it. Written in one
     /// allocation, from a per-thread buffer of system randomness: this runs for every request, verifications included.
     static func newID() -> String {
-        let source: RandomBytes
-        if let existing = randomBytes.currentValue {
-            source = existing
-        } else {
-            source = RandomBytes()
-            randomBytes.currentValue = source
-        }
         var id = ""
-        source.next16 { random in
+        random.next16 { random in
             id = String(unsafeUninitializedCapacity: 32) { bytes in
                 for (index, byte) in random.enumerated() {
                     bytes[2 * index] = Hex.digits[Int(byte >> 4)]
@@ -163,20 +192,38 @@ final class RequestTelemetry: Sendable {
             }
     }
 
-    private struct RouteKey: Hashable {
+    fileprivate struct RouteKey: Hashable {
         let route: String
         let method: HTTPRequest.Method
         let status: Int
     }
 
-    private struct RouteSeries: Sendable {
+    /// One route's series as one event loop's code sees them: looked up once per method and status, then without the
+    /// shared lock and dictionary (the verification fast path keeps one per connection).
+    struct RouteSeriesCache {
+        let route: String
+        private var known: [(method: HTTPRequest.Method, status: Int, series: RouteSeries)] = []
+
+        init(route: String) {
+            self.route = route
+        }
+
+        mutating func series(method: HTTPRequest.Method, status: Int, in telemetry: RequestTelemetry) -> RouteSeries {
+            for entry in known where entry.status == status && entry.method == method { return entry.series }
+            let series = telemetry.routeSeries(RouteKey(route: route, method: method, status: status))
+            known.append((method, status, series))
+            return series
+        }
+    }
+
+    struct RouteSeries: Sendable {
         let requests: Counter
         let duration: Metrics.Timer
         let errors: Counter?
     }
 
     /// Made the first time a (route, method, status) is served: no series for what never happened.
-    private func routeSeries(_ key: RouteKey) -> RouteSeries {
+    fileprivate func routeSeries(_ key: RouteKey) -> RouteSeries {
         series.withLockedValue { all in
             if let found = all[key] { return found }
             let dimensions = [
@@ -247,4 +294,5 @@ private struct HTTPFieldsExtractor: Extractor {
 
 extension HTTPField.Name {
     static let xRequestID = Self("X-Request-Id")!
+    static let traceparent = Self("traceparent")!
 }

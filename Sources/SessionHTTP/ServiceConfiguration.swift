@@ -44,6 +44,8 @@ public struct ServiceConfiguration: Sendable {
     public var introspectionClients: IntrospectionClients
     /// What the executable should log at start about settings it adjusted (never a secret).
     public var warnings: [String] = []
+    /// Which requests get a span while tracing (the executable sets it from `OTEL_TRACES_SAMPLER`; see `TraceSampling`).
+    public var traceSampling: TraceSampling = .parentBasedAlwaysOn
 
     /// Resolves validated options.
     /// - Throws: `ConfigurationError` for what only shows when values are combined.

@@ -42,7 +42,8 @@ public enum SessionService {
         let routes = Routes(
             accounts: accounts, readiness: RedisReadinessProbe(redis: redis), trustedProxies: configuration.trustedProxies,
             maxBodySize: configuration.maxBodySize, cookie: configuration.cookie, accountPage: configuration.accountPage,
-            accessTokens: configuration.accessTokens, introspectionClients: configuration.introspectionClients, metricsText: metricsText
+            accessTokens: configuration.accessTokens, introspectionClients: configuration.introspectionClients,
+            traceSampling: configuration.traceSampling, metricsText: metricsText
         )
         routes.add(to: router)
         let verification =

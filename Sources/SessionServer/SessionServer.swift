@@ -33,7 +33,7 @@ struct SessionServer {
             )
             return
         }
-        let configuration: ServiceConfiguration
+        var configuration: ServiceConfiguration
         do {
             configuration = try ServiceConfiguration(environment: ProcessInfo.processInfo.environment, arguments: arguments)
         } catch {
@@ -65,7 +65,9 @@ struct SessionServer {
         for warning in configuration.warnings { logger.warning("configuration adjusted", metadata: ["reason": "\(warning)"]) }
         let tracing: (any Service)?
         do {
-            tracing = try Telemetry.bootstrapTracing(environment: ProcessInfo.processInfo.environment, logger: logger)
+            let bootstrapped = try Telemetry.bootstrapTracing(environment: ProcessInfo.processInfo.environment, logger: logger)
+            tracing = bootstrapped?.service
+            if let sampling = bootstrapped?.sampling { configuration.traceSampling = sampling }
         } catch {
             FileHandle.standardError.write(Data("session-service: OTEL_*: \(error)\n".utf8))
             exit(2)

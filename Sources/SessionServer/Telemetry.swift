@@ -1,6 +1,8 @@
+import Foundation
 import Logging
 import OTel
 import ServiceLifecycle
+import SessionHTTP
 import Tracing
 
 /// Traces and metric buckets: the executable's choices, made before anything that records is built.
@@ -19,7 +21,9 @@ enum Telemetry {
     /// Only traces: logs and metrics have their own outputs (`LOG_FORMAT`, `/metrics`).
     /// - Returns: the exporter's service, to run beside the server; nil when tracing is off (then nothing is
     ///   bootstrapped, and every component sees no tracer: no span is ever made).
-    static func bootstrapTracing(environment: [String: String], logger: Logger) throws -> (any Service)? {
+    /// The head sampling (`TraceSampling`) is read from `OTEL_TRACES_SAMPLER`/`_ARG` and returned; the SDK is then set to
+    /// record every span it is handed — in the environment too, whose values swift-otel applies over the code's.
+    static func bootstrapTracing(environment: [String: String], logger: Logger) throws -> (service: any Service, sampling: TraceSampling)? {
         let endpoint = environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] ?? environment["OTEL_EXPORTER_OTLP_ENDPOINT"]
         guard let endpoint, !endpoint.isEmpty, environment["OTEL_SDK_DISABLED"]?.lowercased() != "true" else { return nil }
         var configuration = OTel.Configuration.default
@@ -30,11 +34,18 @@ enum Telemetry {
         // The exporter's own diagnostics go through the service's logger (and so its LOG_FORMAT), not to the console.
         configuration.diagnosticLogger = .custom(logger)
         configuration.diagnosticLogLevel = .warning  // OTEL_LOG_LEVEL overrides
+        let sampling = TraceSampling(sampler: environment["OTEL_TRACES_SAMPLER"], argument: environment["OTEL_TRACES_SAMPLER_ARG"])
+        if let sampling {
+            configuration.traces.sampler = sampling.parentBased ? .parentBasedAlwaysOn : .alwaysOn
+            // Before any request and any exporter thread: nothing else reads the environment while it changes.
+            setenv("OTEL_TRACES_SAMPLER", sampling.recorder, 1)
+            unsetenv("OTEL_TRACES_SAMPLER_ARG")
+        }
         let backend = try OTel.makeTracingBackend(configuration: configuration)
         InstrumentationSystem.bootstrap(backend.factory)
         // Without any user:password@ the URL might carry.
         let shown = endpoint.split(separator: "@").last.map(String.init) ?? endpoint
         logger.info("exporting traces", metadata: ["otel.endpoint": "\(shown)"])
-        return backend.service
+        return (backend.service, sampling ?? .parentBasedAlwaysOn)
     }
 }

@@ -14,14 +14,16 @@ import Testing
 public enum Instances {
     /// A configuration for tests: a unique key prefix (so tests do not see each other), cheap bcrypt, port 0.
     /// The service's Redis URL: the least-privilege ACL user that scripts/test creates.
-    public static var serviceRedisURL: String { ProcessInfo.processInfo.environment["TEST_SERVICE_REDIS_URL"] ?? TestRedis.url }
+    public static func serviceRedisURL() async throws -> String { try await TestServers.value("TEST_SERVICE_REDIS_URL", from: .node) }
 
     public static func configuration(
-        redisURL: String = Instances.serviceRedisURL, environment: [String: String] = [:], _ tweak: (inout ServiceConfiguration) -> Void = { _ in }
-    ) throws -> ServiceConfiguration {
+        redisURL: String? = nil, environment: [String: String] = [:], _ tweak: (inout ServiceConfiguration) -> Void = { _ in }
+    ) async throws -> ServiceConfiguration {
+        var url = redisURL
+        if url == nil { url = try await serviceRedisURL() }
         var configuration = try ServiceConfiguration(
             environment: [
-                "REDIS_URL": redisURL, "PORT": "0", "BCRYPT_COST": "4", "KEY_PREFIX": "ss:it\(UUID().uuidString.prefix(8)):",
+                "REDIS_URL": url ?? "", "PORT": "0", "BCRYPT_COST": "4", "KEY_PREFIX": "ss:it\(UUID().uuidString.prefix(8)):",
                 // Tests register many users from 127.0.0.1; the throttle's own tests set it.
                 "REGISTRATION_MAX_PER_ADDRESS": "1000000",
             ]

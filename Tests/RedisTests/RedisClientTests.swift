@@ -8,7 +8,7 @@ import Testing
 @Suite struct RedisCommandTests {
     let configuration: RedisConfiguration
 
-    init() throws { configuration = try TestRedis.configuration() }
+    init() async throws { configuration = try await TestRedis.configuration() }
 
     @Test func pingGetSetAndDelete() async throws {
         try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
@@ -235,12 +235,12 @@ import Testing
 }
 
 @Suite struct RedisAuthTests {
-    let host = ProcessInfo.processInfo.environment["TEST_REDIS_AUTH_HOST"] ?? "127.0.0.1"
-    var port: Int {
-        guard let text = ProcessInfo.processInfo.environment["TEST_REDIS_AUTH_PORT"], let port = Int(text) else {
-            fatalError("TEST_REDIS_AUTH_PORT is not set: run the tests with scripts/test")
-        }
-        return port
+    let host: String
+    let port: Int
+
+    init() async throws {
+        host = try await TestServers.value("TEST_REDIS_AUTH_HOST", from: .auth)
+        port = try await Int(TestServers.value("TEST_REDIS_AUTH_PORT", from: .auth)) ?? 0
     }
 
     @Test func passwordOnlyAuth() async throws {
@@ -309,7 +309,7 @@ final class FailureLog: @unchecked Sendable {
 
     @Test func eachLoopUsesItsOwnConnectionAndIsAnsweredOnIt() async throws {
         let loops = Array(MultiThreadedEventLoopGroup.singleton.makeIterator())
-        var configuration = try TestRedis.configuration()
+        var configuration = try await TestRedis.configuration()
         configuration.connectionCount = loops.count
         try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
             // Wait until every slot is up, not just the first.

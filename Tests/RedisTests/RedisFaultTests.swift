@@ -157,7 +157,7 @@ import Testing
     }
 
     @Test func shutdownClosesConnectionsAndLaterCommandsFail() async throws {
-        let configuration = try TestRedis.configuration()
+        let configuration = try await TestRedis.configuration()
         let client = RedisClient(configuration: configuration)
         let runner = Task { try await client.run() }
         try await client.waitUntilConnected()

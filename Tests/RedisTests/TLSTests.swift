@@ -9,20 +9,20 @@ import Testing
 /// `rediss://` against a redis-server that speaks only TLS and requires a client certificate, with the throwaway CA
 /// scripts/test makes (scripts/lib/tls.sh): the server's chain and host name are always verified.
 @Suite struct TLSTests {
-    private static var port: Int { Int(ProcessInfo.processInfo.environment["TEST_TLS_PORT"] ?? "") ?? 0 }
-    private static func file(_ name: String) -> String {
-        guard let directory = ProcessInfo.processInfo.environment["TEST_TLS_DIR"] else {
-            fatalError("TEST_TLS_DIR is not set: run the tests with scripts/test, which starts a TLS redis-server")
-        }
-        return directory + "/" + name
+    private static func port() async throws -> Int { try await Int(TestServers.value("TEST_TLS_PORT", from: .tls)) ?? 0 }
+    private static func file(_ name: String) async throws -> String {
+        try await TestServers.value("TEST_TLS_DIR", from: .tls) + "/" + name
     }
 
-    private static func configuration(host: String = "localhost", ca: String = "ca.pem", clientCertificate: Bool = true) throws
+    private static func configuration(host: String = "localhost", ca: String = "ca.pem", clientCertificate: Bool = true) async throws
         -> RedisConfiguration
     {
-        var configuration = try RedisConfiguration(url: "rediss://\(host):\(port)/0")
+        var configuration = try await RedisConfiguration(url: "rediss://\(host):\(port())/0")
+        let caFile = try await file(ca)
+        let certificateFile = try await file("client.pem")
+        let keyFile = try await file("client.key")
         configuration.tls = .init(
-            caFile: file(ca), certificateFile: clientCertificate ? file("client.pem") : nil, keyFile: clientCertificate ? file("client.key") : nil
+            caFile: caFile, certificateFile: clientCertificate ? certificateFile : nil, keyFile: clientCertificate ? keyFile : nil
         )
         return configuration
     }
@@ -42,7 +42,7 @@ import Testing
     }
 
     @Test func commandsRunOverVerifiedTLS() async throws {
-        try await TestRedis.withClient(try Self.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await Self.configuration()) { (redis: RedisClient) async throws in
             let key = TestRedis.uniqueKey("tls")
             try await redis.set(key, to: "over tls")
             #expect(try await redis.get(key).map { String(buffer: $0) } == "over tls")
@@ -52,22 +52,23 @@ import Testing
     }
 
     @Test func aServerSignedByAnotherCAIsRefusedAndSaysWhy() async throws {
-        let error = try #require(try await Self.connectionFailure(try Self.configuration(ca: "other-ca.pem")))
+        let error = try #require(try await Self.connectionFailure(try await Self.configuration(ca: "other-ca.pem")))
         #expect(error.message.contains("CERTIFICATE_VERIFY_FAILED"), "\(error.message)")
     }
 
     @Test func aCertificateForAnotherHostNameIsRefusedAndSaysWhy() async throws {
         // The certificate names `localhost` only; 127.0.0.1 is not in it.
-        let error = try #require(try await Self.connectionFailure(try Self.configuration(host: "127.0.0.1")))
+        let error = try #require(try await Self.connectionFailure(try await Self.configuration(host: "127.0.0.1")))
         #expect(error.message.contains("failedToValidateHostname"), "\(error.message)")
     }
 
     @Test func aServerThatRequiresAClientCertificateRefusesNone() async throws {
-        #expect(try await Self.connectionFailure(try Self.configuration(clientCertificate: false)) != nil)
+        #expect(try await Self.connectionFailure(try await Self.configuration(clientCertificate: false)) != nil)
     }
 
-    @Test func unreadableTLSFilesAreAConfigurationError() {
+    @Test func unreadableTLSFilesAreAConfigurationError() async throws {
+        let certificate = try await Self.file("client.pem")
         #expect(redisErrorCode { try RedisConfiguration.makeTLSContext(.init(caFile: "/nonexistent/ca.pem")) } == .configuration)
-        #expect(redisErrorCode { try RedisConfiguration.makeTLSContext(.init(certificateFile: Self.file("client.pem"))) } == .configuration)
+        #expect(redisErrorCode { try RedisConfiguration.makeTLSContext(.init(certificateFile: certificate)) } == .configuration)
     }
 }

@@ -27,7 +27,7 @@ import Testing
     }
 
     @Test func slotsAgreeWithTheRealClusterOnAThousandKeys() async throws {
-        try await TestRedis.withClient(try TestRedis.clusterConfiguration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.clusterConfiguration()) { (redis: RedisClient) async throws in
             for index in 0..<1000 {
                 let key = index % 3 == 0 ? "k\(index)" : index % 3 == 1 ? "{t\(index % 97)}x\(index)" : UUID().uuidString
                 let theirs = try await redis.send("CLUSTER", "KEYSLOT", key).int
@@ -78,14 +78,14 @@ import Testing
 
 @Suite struct SentinelTests {
     @Test func theMasterIsFoundThroughSentinelAndDurableWritesWaitForAReplica() async throws {
-        try await TestRedis.withClient(try TestRedis.sentinelConfiguration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.sentinelConfiguration()) { (redis: RedisClient) async throws in
             let key = TestRedis.uniqueKey("sentinel")
             let script = RedisScript("return redis.call('SET', KEYS[1], ARGV[1])")
             #expect(try await redis.evaluate(script, keys: [key], arguments: ["v1"], durable: true) == .simpleString("OK"))
             // The connection behind the client is the master's.
             #expect(try await redis.send("ROLE").array?.first?.string == "master")
         }
-        var demanding = try TestRedis.sentinelConfiguration()
+        var demanding = try await TestRedis.sentinelConfiguration()
         demanding.minReplicas = 3  // the shape has two replicas
         try await TestRedis.withClient(demanding) { (redis: RedisClient) async throws in
             let key = TestRedis.uniqueKey("sentinel")
@@ -98,7 +98,7 @@ import Testing
     }
 
     @Test func aReplicaIsNeverTakenForTheMaster() async throws {
-        let configuration = try TestRedis.sentinelConfiguration()
+        let configuration = try await TestRedis.sentinelConfiguration()
         guard case .sentinel(let name, let sentinels) = configuration.topology else { throw RedisError(.configuration) }
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let sentinel = try await RedisConnection.connect(to: sentinels[0], configuration: configuration, purpose: .sentinel, on: loop)
@@ -118,7 +118,7 @@ import Testing
 
 @Suite struct ClusterTests {
     @Test func everyCommandGoesStraightToItsSlotsMasterAndKeysSpreadOverAllMasters() async throws {
-        try await TestRedis.withClient(try TestRedis.clusterConfiguration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.clusterConfiguration()) { (redis: RedisClient) async throws in
             let shards = try #require(try await redis.send("CLUSTER", "SHARDS").array)
             let map = RedisCluster.parse(shards: shards, tls: false)
             #expect(Set(map.map(\.master)).count == 3)
@@ -143,7 +143,7 @@ import Testing
     /// A slot migrated under load (`CLUSTER SETSLOT … IMPORTING/MIGRATING` + `MIGRATE`, then `SETSLOT … NODE`): reads
     /// and writes of that slot keep working throughout, through `ASK` while it moves and `MOVED` after.
     @Test func aSlotMigratedUnderLoadIsFollowedThroughAskThenMoved() async throws {
-        var configuration = try TestRedis.migrationClusterConfiguration()
+        var configuration = try await TestRedis.migrationClusterConfiguration()
         configuration.connectionCount = 1
         try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
             let tag = "{mig\(UUID().uuidString.prefix(6))}"
@@ -155,8 +155,10 @@ import Testing
             let nodes = Self.masters(shards)
             let source = try #require(nodes.first { $0.ranges.contains { $0.contains(Int(slot)) } })
             let target = try #require(nodes.first { $0.id != source.id })
+            let adminPassword = try await TestRedis.haAdminPassword()
             let admin = { (port: Int) in
-                RedisClient(configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port), password: TestRedis.haAdminPassword))
+                RedisClient(
+                    configuration: RedisConfiguration(endpoint: .tcp(host: "127.0.0.1", port: port), password: adminPassword))
             }
             let sourceAdmin = admin(source.port)
             let targetAdmin = admin(target.port)
@@ -191,7 +193,7 @@ import Testing
                             let batch = try await sourceAdmin.send("CLUSTER", "GETKEYSINSLOT", Int(slot), 20).array ?? []
                             if batch.isEmpty { break }
                             var migrate = RedisCommand(
-                                "MIGRATE", ["127.0.0.1", target.port, "", 0, 5000, "AUTH", TestRedis.haAdminPassword, "KEYS"]
+                                "MIGRATE", ["127.0.0.1", target.port, "", 0, 5000, "AUTH", adminPassword, "KEYS"]
                             )
                             for key in batch { if let key = key.bytes { migrate.append(key) } }
                             _ = try await sourceAdmin.send(migrate)

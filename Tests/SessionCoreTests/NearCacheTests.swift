@@ -223,7 +223,7 @@ import Testing
     /// master, and a logout on one instance refused by the other.
     @Test(arguments: ["sentinel", "cluster"])
     func everyTopologyKeepsTheCacheCoherent(shape: String) async throws {
-        let configuration = try shape == "sentinel" ? TestRedis.sentinelConfiguration() : TestRedis.clusterConfiguration()
+        let configuration = try await shape == "sentinel" ? TestRedis.sentinelConfiguration() : TestRedis.clusterConfiguration()
         try await Self.withInstances(configuration, Self.sessions()) { instances, _ in
             let (a, b) = (instances[0], instances[1])
             var sessions: [(SessionToken, UserID)] = []

@@ -109,7 +109,7 @@ import Testing
 
 @Suite struct RedisSessionStoreTests {
     @Test func createAuthenticateListAndRevoke() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let prefix = "t\(UUID().uuidString.prefix(8)):"
             let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: prefix))
             let user = UserID.random()
@@ -135,7 +135,7 @@ import Testing
     /// Logins in the same millisecond: the cap still ends the oldest, never a newer one (creation times never tie
     /// within a user). Fifty logins at once, each a separate script: many land in the same millisecond.
     @Test func theCapEndsTheOldestEvenWithinOneMillisecond() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: "t\(UUID().uuidString.prefix(8)):", maxSessionsPerUser: 3))
             let user = UserID.random()
             var created: [(token: SessionToken, session: Session)] = []
@@ -150,7 +150,7 @@ import Testing
     /// One user cannot grow without bound: past MAX_SESSIONS_PER_USER a login ends the oldest session, never the new
     /// one; pages walk every session once, in order, with a cursor that survives sessions ending between pages.
     @Test func sessionsPerUserAreCappedAndListedInPages() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let prefix = "t\(UUID().uuidString.prefix(8)):"
             let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: prefix, maxSessionsPerUser: 7))
             let user = UserID.random()
@@ -185,7 +185,7 @@ import Testing
     /// The index scores sessions by absolute deadline in whole seconds (rounded up: 4 bytes a session less than
     /// milliseconds in a listpack), and creating a session prunes entries whose deadline has passed.
     @Test func indexScoresAreSecondsAndEndedEntriesArePruned() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let keys = KeySchema(prefix: "t\(UUID().uuidString.prefix(8)):")
             let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: keys.prefix))
             let user = UserID.random()
@@ -201,7 +201,7 @@ import Testing
     }
 
     @Test func idleDeadlineSlidesButNeverPassesTheAbsoluteOne() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let prefix = "t\(UUID().uuidString.prefix(8)):"
             let store = RedisSessionStore(
                 redis: redis, configuration: .init(idleTimeout: .milliseconds(2000), absoluteTimeout: .milliseconds(4000), keyPrefix: prefix)
@@ -234,7 +234,7 @@ import Testing
     }
 
     @Test func unusedSessionsExpireAfterTheIdleTimeout() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let store = RedisSessionStore(
                 redis: redis,
                 configuration: .init(idleTimeout: .milliseconds(300), absoluteTimeout: .seconds(60), keyPrefix: "t\(UUID().uuidString.prefix(8)):")
@@ -246,7 +246,7 @@ import Testing
     }
 
     @Test func redisNeverHoldsTheRawToken() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let prefix = "t\(UUID().uuidString.prefix(8)):"
             let store = RedisSessionStore(redis: redis, configuration: .init(keyPrefix: prefix))
             let user = UserID.random()
@@ -277,7 +277,7 @@ import Testing
 
 @Suite struct LoginThrottleTests {
     @Test func blocksAfterMaxFailuresAndSuccessResets() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let throttle = LoginThrottle(redis: redis, keyPrefix: "t\(UUID().uuidString.prefix(8)):", maxFailures: 3, window: .seconds(60))
             for _ in 0..<3 {
                 try await throttle.check(username: "Bob", clientAddress: "10.0.0.1")
@@ -300,7 +300,7 @@ import Testing
     /// Credential stuffing: one account from many addresses is refused past the per-user limit, from every address
     /// (a new one included), and a success from one address does not lift it.
     @Test func oneAccountFromManyAddressesIsBlockedEverywhere() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let throttle = LoginThrottle(
                 redis: redis, keyPrefix: "t\(UUID().uuidString.prefix(8)):", maxFailures: 3, maxFailuresPerUser: 5, window: .seconds(60)
             )
@@ -319,7 +319,7 @@ import Testing
     /// Password spraying: one address trying many usernames is refused past the per-address limit, for every username
     /// (one it never tried included), while other addresses log in.
     @Test func oneAddressTryingManyAccountsIsBlockedForAll() async throws {
-        try await TestRedis.withClient(try TestRedis.configuration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.configuration()) { (redis: RedisClient) async throws in
             let throttle = LoginThrottle(
                 redis: redis, keyPrefix: "t\(UUID().uuidString.prefix(8)):", maxFailures: 3, maxFailuresPerAddress: 10, window: .seconds(60)
             )

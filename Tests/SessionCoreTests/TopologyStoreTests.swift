@@ -14,7 +14,7 @@ import Testing
     }
 
     @Test func sessionsOfTenThousandUsersSpreadOverEveryMasterAndEachVerifies() async throws {
-        try await TestRedis.withClient(try TestRedis.clusterConfiguration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.clusterConfiguration()) { (redis: RedisClient) async throws in
             let store = Self.store(redis)
             let users = (0..<10_000).map { _ in UserID.random() }
             let tokens = try await Self.createSessions(store, users)
@@ -59,7 +59,7 @@ import Testing
     }
 
     @Test func createListRevokeAndEvictOnACluster() async throws {
-        try await TestRedis.withClient(try TestRedis.clusterConfiguration()) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await TestRedis.clusterConfiguration()) { (redis: RedisClient) async throws in
             let store = Self.store(redis, maxSessionsPerUser: 4)
             let user = UserID.random()
             var created: [(token: SessionToken, session: Session)] = []
@@ -79,7 +79,7 @@ import Testing
     /// order) sees the user's sessions all valid up to some point and all revoked after it, never a valid one after a
     /// revoked one, whatever the order of the tokens.
     @Test func logoutEverywhereIsAtomicWhileTheSessionsAreVerified() async throws {
-        var configuration = try TestRedis.clusterConfiguration()
+        var configuration = try await TestRedis.clusterConfiguration()
         configuration.connectionCount = 1
         try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
             let store = Self.store(redis)
@@ -119,7 +119,7 @@ import Testing
     }
 
     @Test func revocationsAreAcknowledgedOnlyOnceAReplicaHasThem() async throws {
-        for configuration in [try TestRedis.clusterConfiguration(), try TestRedis.sentinelConfiguration()] {
+        for configuration in [try await TestRedis.clusterConfiguration(), try await TestRedis.sentinelConfiguration()] {
             // WAIT rides behind the write on the same connection, so the shapes' replicas confirm it.
             try await TestRedis.withClient(configuration) { (redis: RedisClient) async throws in
                 let store = Self.store(redis)

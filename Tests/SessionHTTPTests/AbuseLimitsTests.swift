@@ -15,7 +15,7 @@ import Testing
     static func basic(_ id: String, _ secret: String) -> String { "Basic " + Data("\(id):\(secret)".utf8).base64EncodedString() }
 
     @Test func registrationIsThrottledPerAddress() async throws {
-        let configuration = try Instances.configuration(environment: ["REGISTRATION_MAX_PER_ADDRESS": "3"])
+        let configuration = try await Instances.configuration(environment: ["REGISTRATION_MAX_PER_ADDRESS": "3"])
         try await Instances.with(1, configuration) { clients in
             for _ in 0..<3 { try await clients[0].register(uniqueName()) }
             let refused = try await clients[0].call(.post, "/v1/users", json: ["username": uniqueName(), "password": "correct horse"])
@@ -25,7 +25,7 @@ import Testing
     }
 
     @Test func failedClientAuthenticationsAreThrottledPerClientAndAddress() async throws {
-        let configuration = try Instances.configuration(environment: ["LOGIN_MAX_FAILURES_PER_USER": "5"]) {
+        let configuration = try await Instances.configuration(environment: ["LOGIN_MAX_FAILURES_PER_USER": "5"]) {
             $0.introspectionClients = IntrospectionClients(parsing: "gateway:a-secret-of-24-characters")
         }
         try await Instances.with(1, configuration) { clients in

@@ -14,11 +14,11 @@ import Testing
 @Suite struct AccessTokenRoutesTests {
     static let client = "Basic " + Data("gateway:s3cret:with-colon".utf8).base64EncodedString()
 
-    static func configuration(_ keys: AccessTokenKeySet? = nil, _ tweak: (inout ServiceConfiguration) -> Void = { _ in }) throws
+    static func configuration(_ keys: AccessTokenKeySet? = nil, _ tweak: (inout ServiceConfiguration) -> Void = { _ in }) async throws
         -> ServiceConfiguration
     {
         let keys = try keys ?? AccessTokenKeySet.privateKeys(jwks: Array(AccessTokenKeySet.generate(.eddsa).utf8))
-        return try Instances.configuration { configuration in
+        return try await Instances.configuration { configuration in
             configuration.accessTokens = AccessTokenIssuer(keys: keys, issuer: "session-service", audience: "api", lifetime: 300)
             configuration.introspectionClients = IntrospectionClients(parsing: "gateway:s3cret:with-colon,other:x")
             tweak(&configuration)
@@ -46,7 +46,7 @@ import Testing
 
     @Test func aSessionIsExchangedForASignedAccessToken() async throws {
         let keys = try AccessTokenKeySet.privateKeys(jwks: Array(AccessTokenKeySet.generate(.eddsa).utf8))
-        try await Instances.with(2, try Self.configuration(keys)) { clients in
+        try await Instances.with(2, try await Self.configuration(keys)) { clients in
             let name = uniqueName()
             let userID = try await clients[0].register(name)
             let token = try await clients[0].login(name)
@@ -72,7 +72,7 @@ import Testing
     }
 
     @Test func theBrowserCookieGetsATokenSameOriginOnly() async throws {
-        try await Instances.with(1, try Self.configuration()) { clients in
+        try await Instances.with(1, try await Self.configuration()) { clients in
             let name = uniqueName()
             try await clients[0].register(name)
             let login = try await clients[0].call(.post, "/v1/browser/login", json: ["username": name, "password": "correct horse"])
@@ -88,7 +88,7 @@ import Testing
 
     @Test func theJWKSPublishesPublicKeysOnlyAndIsCacheable() async throws {
         let keys = try AccessTokenKeySet.privateKeys(jwks: Array(AccessTokenKeySet.generate(.es256).utf8))
-        try await Instances.with(1, try Self.configuration(keys)) { clients in
+        try await Instances.with(1, try await Self.configuration(keys)) { clients in
             let response = try await clients[0].call(.get, "/.well-known/jwks.json")
             #expect(response.status == .ok && response.headers[.cacheControl] == "public, max-age=300")
             let published = try #require(response.json["keys"] as? [[String: String]])
@@ -98,14 +98,14 @@ import Testing
         }
         // A shared secret is never published.
         let secret = try AccessTokenKeySet.sharedSecret(Array(repeating: UInt8(ascii: "s"), count: 40))
-        try await Instances.with(1, try Self.configuration(secret)) { clients in
+        try await Instances.with(1, try await Self.configuration(secret)) { clients in
             let body = try await clients[0].call(.get, "/.well-known/jwks.json").body
             #expect(String(buffer: body) == #"{"keys":[]}"#)
         }
     }
 
     @Test func withoutKeysTheJWTRoutesSayDisabledAndIntrospectionStillWorks() async throws {
-        let configuration = try Instances.configuration { $0.introspectionClients = IntrospectionClients(parsing: "gateway:s3cret:with-colon") }
+        let configuration = try await Instances.configuration { $0.introspectionClients = IntrospectionClients(parsing: "gateway:s3cret:with-colon") }
         try await Instances.with(1, configuration) { clients in
             let token = try await clients[0].newSessionToken()
             for response in [
@@ -119,7 +119,7 @@ import Testing
     }
 
     @Test func introspectionAndRevocationNeedAClient() async throws {
-        try await Instances.with(1, try Self.configuration()) { clients in
+        try await Instances.with(1, try await Self.configuration()) { clients in
             let token = try await clients[0].newSessionToken()
             let wrong = [
                 nil, "Basic " + Data("gateway:wrong".utf8).base64EncodedString(), "Basic " + Data("nobody:s3cret".utf8).base64EncodedString(),
@@ -142,7 +142,7 @@ import Testing
     }
 
     @Test func introspectionSaysWhatIsActiveAndRenewsNothing() async throws {
-        try await Instances.with(2, try Self.configuration()) { clients in
+        try await Instances.with(2, try await Self.configuration()) { clients in
             let name = uniqueName()
             let userID = try await clients[0].register(name)
             let token = try await clients[0].login(name)
@@ -179,7 +179,7 @@ import Testing
 
     @Test func revocationEndsTheSessionBehindEitherKindOfToken() async throws {
         let keys = try AccessTokenKeySet.privateKeys(jwks: Array(AccessTokenKeySet.generate(.eddsa).utf8))
-        try await Instances.with(2, try Self.configuration(keys)) { clients in
+        try await Instances.with(2, try await Self.configuration(keys)) { clients in
             // By JWT: the session behind it ends everywhere.
             let first = try await clients[0].newSessionToken()
             let jwt = try await Self.accessToken(clients[0], first)
@@ -213,7 +213,7 @@ import Testing
     }
 
     @Test func anAccessTokenNeverOutlivesItsSessionsAbsoluteExpiry() async throws {
-        let configuration = try Self.configuration { configuration in
+        let configuration = try await Self.configuration { configuration in
             configuration.sessions.absoluteTimeout = .seconds(60)
             configuration.sessions.idleTimeout = .seconds(60)
             configuration.accessTokens = AccessTokenIssuer(

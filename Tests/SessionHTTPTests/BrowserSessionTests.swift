@@ -96,7 +96,7 @@ import Testing
     }
 
     @Test func aJSONBrowserLoginSetsAHardenedCookieAndNoToken() async throws {
-        try await Instances.with(2, try Instances.configuration()) { clients in
+        try await Instances.with(2, try await Instances.configuration()) { clients in
             let name = uniqueName()
             try await clients[0].register(name)
             let response = try await clients[0].call(.post, "/v1/browser/login", json: ["username": name, "password": "correct horse"])
@@ -127,7 +127,7 @@ import Testing
     }
 
     @Test func formLoginsRedirectOnlyToSameOriginPaths() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let name = uniqueName()
             try await clients[0].register(name)
             func formLogin(_ password: String, returnTo: String) async throws -> TestResponse {
@@ -153,7 +153,7 @@ import Testing
     }
 
     @Test func crossSiteRequestsNeverReachTheCookie() async throws {
-        try await Instances.with(1, try Instances.configuration { $0.cookie = SessionCookie(allowedOrigins: ["https://app.example"]) }) {
+        try await Instances.with(1, try await Instances.configuration { $0.cookie = SessionCookie(allowedOrigins: ["https://app.example"]) }) {
             clients in
             let name = uniqueName()
             try await clients[0].register(name)

@@ -12,7 +12,7 @@ import Testing
 @Suite struct EdgeLimitsTests {
     /// A head that never completes, a body that stalls: the connection is closed after the configured timeout.
     @Test func slowHeadersAndStalledBodiesAreCutOff() async throws {
-        let configuration = try Instances.configuration {
+        let configuration = try await Instances.configuration {
             $0.httpHeaderTimeout = .seconds(1)
             $0.httpBodyTimeout = .seconds(1)
         }
@@ -38,7 +38,7 @@ import Testing
 
     /// A declared Content-Length over MAX_BODY_SIZE is answered 413 before any of the body is sent.
     @Test func oversizedBodyIsRefusedBeforeItArrives() async throws {
-        try await Instances.with(1, try Instances.configuration { $0.maxBodySize = 1024 }) { clients in
+        try await Instances.with(1, try await Instances.configuration { $0.maxBodySize = 1024 }) { clients in
             let reply = try await RawHTTP.exchange(
                 port: try #require(clients[0].port),
                 "POST /v1/login HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: 50000000\r\n\r\n"
@@ -52,7 +52,7 @@ import Testing
     /// Past MAX_CONNECTIONS a new connection gets a complete 503 and is closed; the connections already open are
     /// served, and a slot freed is a slot a new client gets.
     @Test func connectionsBeyondTheCapGet503AndTheRestAreServed() async throws {
-        try await Instances.with(1, try Instances.configuration { $0.maxConnections = 3 }) { clients in
+        try await Instances.with(1, try await Instances.configuration { $0.maxConnections = 3 }) { clients in
             let port = try #require(clients[0].port)
             // Hold connections (each proven admitted by an answer) until one is refused; the test client may hold one too.
             var held: [RawConnection] = []
@@ -91,7 +91,7 @@ import Testing
     /// The request-head rules: each answer is complete JSON (but CONNECT's, whose body NIO never sends), and no
     /// non-canonical path is an alias of a real route — `DELETE /v1/sessions/` included, which once ended every session.
     @Test func pathMethodAndHostMatrix() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let port = try #require(clients[0].port)
             let token = try await clients[0].newSessionToken()
             let auth = "Authorization: Bearer \(token)\r\n"

@@ -99,7 +99,7 @@ import Testing
     }()
 
     @Test func everyHostileRequestGetsA4xxJSONErrorAndNothingIsLost() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             let canaryID = try await api.register(Self.canary)
             let canaryToken = try await api.login(Self.canary)

@@ -15,7 +15,7 @@ import Testing
 
 @Suite struct AccountEndpointTests {
     @Test func registerValidatesAndRejectsDuplicatesCaseInsensitively() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             let name = uniqueName("Alice")
             let created = try await api.call(.post, "/v1/users", json: ["username": name, "password": "correct horse"])
@@ -34,7 +34,7 @@ import Testing
     }
 
     @Test func closedRegistrationIsRefused() async throws {
-        try await Instances.with(1, try Instances.configuration { $0.registrationOpen = false }) { clients in
+        try await Instances.with(1, try await Instances.configuration { $0.registrationOpen = false }) { clients in
             let response = try await clients[0].call(.post, "/v1/users", json: ["username": uniqueName(), "password": "correct horse"])
             #expect(response.status == .forbidden)
             #expect(response.errorCode == "registration_closed")
@@ -42,7 +42,7 @@ import Testing
     }
 
     @Test func loginIssuesAUUIDv4TokenWithNoStore() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             let name = uniqueName()
             let userID = try await api.register(name)
@@ -65,7 +65,7 @@ import Testing
     }
 
     @Test func unknownUserAndWrongPasswordLookTheSame() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             let name = uniqueName()
             try await api.register(name)
@@ -79,7 +79,7 @@ import Testing
     }
 
     @Test func concurrentLoginsGiveDistinctWorkingTokens() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             let name = uniqueName()
             try await api.register(name)
@@ -97,7 +97,7 @@ import Testing
 
 @Suite struct SharedSessionTests {
     @Test func aTokenFromOneInstanceWorksOnAllAndLogoutOnOneEndsItOnAll() async throws {
-        try await Instances.with(3, try Instances.configuration()) { clients in
+        try await Instances.with(3, try await Instances.configuration()) { clients in
             let (a, b, c) = (clients[0], clients[1], clients[2])
             let name = uniqueName()
             let userID = try await a.register(name)
@@ -118,7 +118,7 @@ import Testing
     }
 
     @Test func sessionListingAndRevocation() async throws {
-        try await Instances.with(2, try Instances.configuration()) { clients in
+        try await Instances.with(2, try await Instances.configuration()) { clients in
             let (a, b) = (clients[0], clients[1])
             let name = uniqueName()
             let userID = try await a.register(name)
@@ -169,7 +169,7 @@ import Testing
     }
 
     @Test func idleAndAbsoluteExpiryOnEveryInstance() async throws {
-        let configuration = try Instances.configuration {
+        let configuration = try await Instances.configuration {
             $0.sessions.idleTimeout = .seconds(1)
             $0.sessions.absoluteTimeout = .seconds(3)
         }
@@ -196,14 +196,14 @@ import Testing
             #expect(try await b.call(.get, "/v1/verify", token: busy).status == .unauthorized)
         }
         // Every session key and the index are gone by themselves.
-        try await TestRedis.withClient(try RedisConfiguration(url: TestRedis.url)) { (redis: RedisClient) async throws in
+        try await TestRedis.withClient(try await RedisConfiguration(url: TestRedis.url())) { (redis: RedisClient) async throws in
             let leftovers = try await redis.scan(match: "\(configuration.sessions.keyPrefix)[sx]:*", count: 1000).keys
             #expect(leftovers.isEmpty)
         }
     }
 
     @Test func throttlingIsSharedAcrossInstancesAndIgnoresUntrustedForwardedFor() async throws {
-        let configuration = try Instances.configuration {
+        let configuration = try await Instances.configuration {
             $0.loginMaxFailures = 3
             $0.loginFailureWindow = .seconds(60)
         }
@@ -226,7 +226,7 @@ import Testing
     }
 
     @Test func trustedProxiesForwardTheClientAddress() async throws {
-        let configuration = try Instances.configuration {
+        let configuration = try await Instances.configuration {
             $0.loginMaxFailures = 2
             $0.trustedProxies = try! TrustedProxies(parsing: "127.0.0.1, ::1")
         }
@@ -249,7 +249,7 @@ import Testing
 
 @Suite struct ProtocolTests {
     @Test func missingMalformedAndRepeatedAuthorization() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             let missing = try await api.call(.get, "/v1/session")
             #expect(missing.status == .unauthorized)
@@ -276,7 +276,7 @@ import Testing
     /// JSON routes read JSON only when it is labelled so (or a form when it is one); a key twice is refused, since
     /// a proxy's parser and ours could each read a different one.
     @Test func bodiesNeedTheirMediaTypeAndOneOfEachKey() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             let json = ByteBuffer(string: #"{"username":"x-user","password":"correct horse"}"#)
             for type in [nil, "text/plain", "application/xml"] as [String?] {
@@ -306,7 +306,7 @@ import Testing
 
     /// `GET /v1/sessions` pages with `limit` and `cursor`; bad ones are 400.
     @Test func sessionListIsPaged() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             let name = uniqueName()
             try await api.register(name)
@@ -331,7 +331,7 @@ import Testing
     }
 
     @Test func unknownRoutesWrongMethodsAndBadBodies() async throws {
-        try await Instances.with(1, try Instances.configuration { $0.maxBodySize = 1024 }) { clients in
+        try await Instances.with(1, try await Instances.configuration { $0.maxBodySize = 1024 }) { clients in
             let api = clients[0]
             let notFound = try await api.call(.get, "/nope")
             #expect(notFound.status == .notFound)
@@ -357,7 +357,7 @@ import Testing
     }
 
     @Test func healthReadinessAndMetrics() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let api = clients[0]
             #expect(try await api.call(.get, "/healthz").status == .ok)
             #expect(try await api.call(.get, "/readyz").status == .ok)
@@ -371,7 +371,7 @@ import Testing
 @Suite struct StoreOutageTests {
     @Test func redisStoppedGives503FastAndServiceRecovers() async throws {
         let server = try await RedisServerProcess.started()
-        let configuration = try Instances.configuration(redisURL: server.url) { $0.redis.commandTimeout = .milliseconds(500) }
+        let configuration = try await Instances.configuration(redisURL: server.url) { $0.redis.commandTimeout = .milliseconds(500) }
         try await Instances.with(2, configuration) { clients in
             let name = uniqueName()
             try await clients[0].register(name)
@@ -402,7 +402,7 @@ import Testing
 
     @Test func serviceStartedBeforeRedisBecomesReady() async throws {
         let server = try RedisServerProcess()
-        let configuration = try Instances.configuration(redisURL: server.url)
+        let configuration = try await Instances.configuration(redisURL: server.url)
         try await Instances.with(1, configuration, waitForRedis: false) { clients in
             let api = clients[0]
             #expect(try await api.call(.get, "/healthz").status == .ok)
@@ -566,7 +566,7 @@ extension ISO8601DateFormatter {
 @Suite struct ReadmeExampleTests {
     /// The README's "use the middleware in your own app" example, compiled and served for real.
     @Test func protectingYourOwnRoutesWorksAsTheReadmeShows() async throws {
-        let redis = RedisClient(configuration: try RedisConfiguration(url: TestRedis.url))
+        let redis = RedisClient(configuration: try await RedisConfiguration(url: TestRedis.url()))
         let store = RedisSessionStore(redis: redis, configuration: SessionConfiguration(keyPrefix: "ss:readme\(UUID().uuidString.prefix(6)):"))
         let router = Router(context: SessionRequestContext.self)
         router.group("/api").add(middleware: BearerAuthenticator(store: store))

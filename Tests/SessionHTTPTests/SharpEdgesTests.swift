@@ -12,20 +12,20 @@ import Testing
 /// Small contract breaks found from outside, one test each.
 @Suite struct SharpEdgesTests {
     @Test func withoutTheAccountPageItsPathsAreUnknown() async throws {
-        try await Instances.with(1, try Instances.configuration(environment: ["ACCOUNT_PAGE": "off"])) { clients in
+        try await Instances.with(1, try await Instances.configuration(environment: ["ACCOUNT_PAGE": "off"])) { clients in
             for path in ["/account", "/account/account.js"] {
                 let response = try await clients[0].call(.get, path)
                 #expect(response.status == .notFound && response.errorCode == "not_found", "\(path): \(response.status)")
             }
         }
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let page = try await clients[0].call(.get, "/account")
             #expect(page.status == .ok && page.headers[.cacheControl] == "no-store")
         }
     }
 
     @Test func aBodyThatIsNotJSONIsRefusedOnEveryRouteThatTakesNone() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let token = try await clients[0].newSessionToken()
             let plain: HTTPFields = [.contentType: "text/plain", .authorization: "Bearer \(token)"]
             for (method, path) in [(HTTPRequest.Method.post, "/v1/logout"), (.delete, "/v1/sessions"), (.post, "/v1/browser/logout")] {

@@ -11,8 +11,8 @@ import Testing
 /// The service's promise on the shapes users scale onto: instances share sessions through a Sentinel-watched master
 /// and through a Redis Cluster exactly as through one node, and `/readyz` says 503 while no master is known.
 @Suite struct TopologyHTTPTests {
-    private static func configuration(_ redis: RedisConfiguration) throws -> ServiceConfiguration {
-        try Instances.configuration { configuration in
+    private static func configuration(_ redis: RedisConfiguration) async throws -> ServiceConfiguration {
+        try await Instances.configuration { configuration in
             var redis = redis
             redis.connectionCount = 2
             configuration.redis = redis
@@ -21,8 +21,8 @@ import Testing
 
     @Test(arguments: ["sentinel", "cluster"])
     func instancesShareSessionsOnTheShape(shape: String) async throws {
-        let redis = shape == "sentinel" ? try TestRedis.sentinelConfiguration() : try TestRedis.clusterConfiguration()
-        try await Instances.with(2, try Self.configuration(redis)) { clients in
+        let redis = shape == "sentinel" ? try await TestRedis.sentinelConfiguration() : try await TestRedis.clusterConfiguration()
+        try await Instances.with(2, try await Self.configuration(redis)) { clients in
             let name = uniqueName()
             try await clients[0].register(name)
             let token = try await clients[0].login(name)
@@ -37,10 +37,10 @@ import Testing
     }
 
     @Test func readinessIs503WhileNoMasterIsKnown() async throws {
-        var redis = try TestRedis.sentinelConfiguration()
+        var redis = try await TestRedis.sentinelConfiguration()
         guard case .sentinel(_, let sentinels) = redis.topology else { throw RedisError(.configuration) }
         redis.topology = .sentinel(masterName: "no-such-master", sentinels: sentinels)
-        try await Instances.with(1, try Self.configuration(redis), waitForRedis: false) { clients in
+        try await Instances.with(1, try await Self.configuration(redis), waitForRedis: false) { clients in
             try await Task.sleep(for: .milliseconds(300))
             #expect(try await clients[0].call(.get, "/healthz").status == .ok)
             #expect(try await clients[0].call(.get, "/readyz").status == .serviceUnavailable)

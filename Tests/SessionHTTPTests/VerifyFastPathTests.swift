@@ -17,7 +17,7 @@ import Testing
     /// `/v1/verify/**` prefix — sent to an instance with the fast path and one without, sharing Redis and a key
     /// prefix: the bytes that come back are the same, but for the `Date` header.
     @Test func bothPathsAnswerTheSameBytes() async throws {
-        let fast = try Instances.configuration()
+        let fast = try await Instances.configuration()
         let slow = {
             var slow = fast; slow.verifyFastPath = false; return slow
         }()
@@ -65,7 +65,7 @@ import Testing
             }
         }
         // Redis down: 503 from both.
-        let down = try Instances.configuration(redisURL: "redis://127.0.0.1:1/0")
+        let down = try await Instances.configuration(redisURL: "redis://127.0.0.1:1/0")
         let downSlow = {
             var slow = down; slow.verifyFastPath = false; return slow
         }()
@@ -88,7 +88,7 @@ import Testing
 
     /// Pipelined requests, some served here and some by the router, are answered in the order they were sent.
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let client = clients[0]
             let token = try await client.newSessionToken()
             let requests = [
@@ -110,7 +110,7 @@ import Testing
 
     /// `Connection: close` is honoured: the answer says so and the server closes the connection after it.
     @Test func connectionCloseClosesAfterTheAnswer() async throws {
-        try await Instances.with(1, try Instances.configuration()) { clients in
+        try await Instances.with(1, try await Instances.configuration()) { clients in
             let client = clients[0]
             let token = try await client.newSessionToken()
             let request = "GET /v1/verify HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n"
@@ -128,7 +128,7 @@ import Testing
     /// The connection state handler sees the fast path's requests: a gateway's keep-alive connection that keeps
     /// verifying outlives the idle timeout, and the same connection, once quiet, is closed after it.
     @Test func verifyingConnectionIsNotIdleButAQuietOneIsClosed() async throws {
-        let configuration = try Instances.configuration { $0.httpIdleTimeout = .seconds(1) }
+        let configuration = try await Instances.configuration { $0.httpIdleTimeout = .seconds(1) }
         try await Instances.with(1, configuration) { clients in
             let token = try await clients[0].newSessionToken()
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)

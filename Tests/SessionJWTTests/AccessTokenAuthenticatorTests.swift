@@ -38,8 +38,8 @@ struct DownstreamContext: AccessTokenRequestContext {
         return (try AccessTokenKeySet.privateKeys(jwks: Array(text.utf8)), text)
     }
 
-    static func configuration(_ keys: AccessTokenKeySet, prefix: String? = nil) throws -> ServiceConfiguration {
-        try Instances.configuration(environment: prefix.map { ["KEY_PREFIX": $0] } ?? [:]) {
+    static func configuration(_ keys: AccessTokenKeySet, prefix: String? = nil) async throws -> ServiceConfiguration {
+        try await Instances.configuration(environment: prefix.map { ["KEY_PREFIX": $0] } ?? [:]) {
             $0.accessTokens = AccessTokenIssuer(keys: keys, issuer: "session-service", audience: "api", lifetime: 300)
         }
     }
@@ -58,13 +58,13 @@ struct DownstreamContext: AccessTokenRequestContext {
 
     @Test func offlineAcceptsUntilExpiryAndTheRevocationCheckRefusesAtOnceOnEveryInstance() async throws {
         let (keys, _) = try Self.keySet()
-        let configuration = try Self.configuration(keys)
+        let configuration = try await Self.configuration(keys)
         try await Instances.with(2, configuration) { clients in
             let name = uniqueName()
             let userID = try await clients[0].register(name)
             let token = try await clients[0].login(name)
             let jwt = try await Self.accessToken(clients[0], token)
-            try await TestRedis.withClient(try TestRedis.configuration()) { redis in  // the service's ACL user has no EXISTS
+            try await TestRedis.withClient(try await TestRedis.configuration()) { redis in  // the service's ACL user has no EXISTS
                 let check = SessionRevocationCheck(redis: redis, keyPrefix: configuration.sessions.keyPrefix)
                 let jwks = JWKSKeySource(url: Self.jwksURL(clients[1]))
                 try await Self.downstream(jwks).test(.router) { offline in
@@ -171,7 +171,7 @@ struct DownstreamContext: AccessTokenRequestContext {
         let prefix = "ss:rot\(UUID().uuidString.prefix(6)):"
         @Sendable func instance(_ body: @escaping @Sendable (any TestClientProtocol) async throws -> Void) async throws {
             // What a restart does: read the file as it is now.
-            try await Instances.with(1, try Instances.configuration(environment: ["JWT_KEYS_FILE": path, "KEY_PREFIX": prefix])) {
+            try await Instances.with(1, try await Instances.configuration(environment: ["JWT_KEYS_FILE": path, "KEY_PREFIX": prefix])) {
                 try await body($0[0])
             }
         }

@@ -7,48 +7,40 @@ public import Redis
     import Glibc
 #endif
 
-/// The shared throwaway Redis that scripts/test starts, and helpers to start private ones.
+/// The shared throwaway Redis servers (`TestServers` starts them, or scripts/test did), and helpers to start private ones.
 public enum TestRedis {
-    /// The URL of the shared test Redis. A missing variable is a failure, never a skip: run tests via scripts/test.
-    public static var url: String {
-        guard let url = ProcessInfo.processInfo.environment["TEST_REDIS_URL"] else {
-            fatalError("TEST_REDIS_URL is not set: run the tests with scripts/test, which starts Redis")
-        }
-        return url
+    /// The URL of the shared test Redis (one open node; never flushed, restarted or reconfigured).
+    public static func url() async throws -> String {
+        try await TestServers.value("TEST_REDIS_URL", from: .node)
     }
 
     /// The shared test Redis' configuration, with optional tweaks.
-    public static func configuration(_ tweak: (inout RedisConfiguration) -> Void = { _ in }) throws -> RedisConfiguration {
-        var configuration = try RedisConfiguration(url: url)
+    public static func configuration(_ tweak: (inout RedisConfiguration) -> Void = { _ in }) async throws -> RedisConfiguration {
+        var configuration = try await RedisConfiguration(url: url())
         tweak(&configuration)
         return configuration
     }
 
-    /// The shared Sentinel shape (master, two replicas, three sentinels) scripts/test starts; never reconfigured.
-    public static func sentinelConfiguration() throws -> RedisConfiguration {
-        var configuration = try RedisConfiguration(url: environment("TEST_SENTINEL_URL"))
-        configuration.sentinelPassword = environment("TEST_SENTINEL_PASSWORD")
+    /// The shared Sentinel shape (master, two replicas, three sentinels); never reconfigured.
+    public static func sentinelConfiguration() async throws -> RedisConfiguration {
+        var configuration = try await RedisConfiguration(url: TestServers.value("TEST_SENTINEL_URL", from: .sentinel))
+        configuration.sentinelPassword = try await TestServers.value("TEST_SENTINEL_PASSWORD", from: .sentinel)
         return configuration
     }
 
-    /// The shared 3+3 Redis Cluster scripts/test starts; never reconfigured.
-    public static func clusterConfiguration() throws -> RedisConfiguration {
-        try RedisConfiguration(url: environment("TEST_CLUSTER_URL"))
+    /// The shared 3+3 Redis Cluster; never reconfigured.
+    public static func clusterConfiguration() async throws -> RedisConfiguration {
+        try await RedisConfiguration(url: TestServers.value("TEST_CLUSTER_URL", from: .cluster))
     }
 
     /// The cluster only the slot-migration test uses (it moves slots between masters).
-    public static func migrationClusterConfiguration() throws -> RedisConfiguration {
-        try RedisConfiguration(url: environment("TEST_CLUSTER_MIGRATION_URL"))
+    public static func migrationClusterConfiguration() async throws -> RedisConfiguration {
+        try await RedisConfiguration(url: TestServers.value("TEST_CLUSTER_MIGRATION_URL", from: .migration))
     }
 
     /// The HA shapes' data-node password, for admin clients to single nodes.
-    public static var haAdminPassword: String { environment("TEST_HA_ADMIN_PASSWORD") }
-
-    private static func environment(_ name: String) -> String {
-        guard let value = ProcessInfo.processInfo.environment[name] else {
-            fatalError("\(name) is not set: run the tests with scripts/test, which starts the Sentinel and Cluster shapes")
-        }
-        return value
+    public static func haAdminPassword() async throws -> String {
+        try await TestServers.value("TEST_HA_ADMIN_PASSWORD", from: .cluster)
     }
 
     /// A key no other test uses.
@@ -106,29 +98,17 @@ public final class RedisServerProcess: @unchecked Sendable {
 
     /// Starts (or restarts) the server on the same port, and waits until it accepts connections.
     public func start() async throws {
-        let executable = ProcessInfo.processInfo.environment["TEST_REDIS_SERVER"] ?? "/usr/bin/redis-server"
+        try await TestServers.ready()  // not beside the shared servers' start (see `TestServers.value`)
+        let executable = ProcessInfo.processInfo.environment["TEST_REDIS_SERVER"] ?? "redis-server"
         let arguments =
             [
                 executable, "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
                 "--logfile", directory.appendingPathComponent("redis.log").path,
             ] + extraArguments
-        // posix_spawn with an empty signal mask: a child inherits its spawning thread's mask, and the
-        // cooperative pool's threads block SIGTERM, which left redis-server deaf to `stop()`.
-        var cArguments = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in cArguments { free(pointer) } }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        var allSignals = sigset_t()
-        sigfillset(&allSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var pid: pid_t = 0
-        let status = posix_spawn(&pid, executable, nil, &attributes, &cArguments, environ)
-        guard status == 0 else { throw RedisError(.unavailable, "cannot start redis-server: \(status)") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        let pid = try Self.spawn(arguments, actions: &actions)
         self.pid = pid
         // A readiness wait (generous: a loaded CI machine starts processes slowly), not a bound under test.
         let deadline = Date().addingTimeInterval(20)
@@ -146,6 +126,27 @@ public final class RedisServerProcess: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         throw RedisError(.timeout)
+    }
+
+    /// Starts `arguments[0]` with `arguments`, with an empty signal mask and default handlers: a child inherits its
+    /// spawning thread's mask, and the cooperative pool's threads block SIGTERM, which left redis-server deaf to `stop()`.
+    static func spawn(_ arguments: [String], actions: inout posix_spawn_file_actions_t) throws -> pid_t {
+        var cArguments = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in cArguments { free(pointer) } }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        var allSignals = sigset_t()
+        sigfillset(&allSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setsigdefault(&attributes, &allSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let status = posix_spawnp(&pid, arguments[0], &actions, &attributes, &cArguments, environ)
+        guard status == 0 else { throw RedisError(.unavailable, "cannot start \(arguments[0]): \(status)") }
+        return pid
     }
 
     /// SIGKILL: no goodbye, sockets reset.

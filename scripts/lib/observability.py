@@ -144,6 +144,17 @@ spans = spans_of(trace, lambda s: named(s, "GET /v1/verify"))
 check("a verification answered by the near cache: one server span, no Redis child",
       len(spans) == 1 and spans[0]["name"] == "GET /v1/verify", [s["name"] for s in spans])
 
+# Sampling is decided at the head: a caller's unsampled traceparent makes no span at all. A sampled request sent after
+# it on the same instance is awaited, so the unsampled one's spans (if any) would have been exported by then.
+unsampled, parent, _ = traceparent()
+call("GET", INSTANCES[0] + "/v1/verify", headers={"Authorization": "Bearer " + fresh, "traceparent": f"00-{unsampled}-{parent}-00"})
+call("GET", INSTANCES[0] + "/v1/session", headers={"Authorization": "Bearer " + fresh, "traceparent": f"00-{unsampled}-{parent}-00"})
+trace, parent, header = traceparent()
+call("GET", INSTANCES[0] + "/v1/verify", headers={"Authorization": "Bearer " + fresh, "traceparent": header})
+spans_of(trace, lambda s: named(s, "GET /v1/verify"))
+check("an unsampled traceparent makes no span, on the fast path or the router", not spans_of(unsampled, seconds=0.5),
+      [s["name"] for s in spans_of(unsampled, seconds=0.5)])
+
 # The router path, and a request without a traceparent (a new root).
 trace, parent, header = traceparent()
 call("GET", LB + "/v1/sessions", headers={"Authorization": "Bearer " + fresh, "traceparent": header})
