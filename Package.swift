@@ -113,7 +113,8 @@ let package = Package(
             ],
             // The account page ships inside the binary: no resource bundle to install, no build step, no CDN.
             resources: [
-                .embedInCode("AccountPage/account.html"), .embedInCode("AccountPage/account.css"), .embedInCode("AccountPage/account.js"),
+                .embedInCode("Browser/AccountPage/account.html"), .embedInCode("Browser/AccountPage/account.css"),
+                .embedInCode("Browser/AccountPage/account.js"),
             ],
             swiftSettings: swiftSettings
         ),

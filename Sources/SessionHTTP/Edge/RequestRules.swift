@@ -53,10 +53,15 @@ enum RequestRules {
         guard path.first == UInt8(ascii: "/") else { return false }
         if path.count == 1 { return true }
         guard path.last != UInt8(ascii: "/") else { return false }
-        for segment in path.dropFirst().split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false) {
+        // Segment by segment without collecting them (every request comes through here, verifications included).
+        var start = path.index(after: path.startIndex)
+        while true {
+            let end = path[start...].firstIndex(of: UInt8(ascii: "/")) ?? path.endIndex
+            let segment = path[start..<end]
             if segment.isEmpty || isDotSegment(segment) || hidesSeparator(segment) { return false }
+            guard end < path.endIndex else { return true }
+            start = path.index(after: end)
         }
-        return true
     }
 
     /// Whether a segment holds `\`, or `%2F` / `%5C` in either case.
