@@ -1,3 +1,6 @@
+// Over 300 lines: the client's dispatch — pools, topology routing, MOVED/ASK/TRYAGAIN retries, tracking and the
+// lifecycle — shares one budget and one error mapping; the slot map's state machine is the part to lift out next.
+
 import Atomics
 public import Logging
 import Metrics

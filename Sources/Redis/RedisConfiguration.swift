@@ -1,3 +1,6 @@
+// Over 300 lines: one type's parsing — the URL forms of three topologies (`redis://`, `redis-sentinel://`,
+// `redis-cluster://`, `rediss://`), their validation messages and the TLS context — read best together.
+
 public import NIOSSL
 
 /// How to reach Redis and how patient to be with it.

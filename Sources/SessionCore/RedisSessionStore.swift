@@ -1,3 +1,6 @@
+// Over 300 lines: each store operation sits beside the Lua script it runs (the scripts are the sessions' schema),
+// and the near-cache read path beside the uncached one it falls back to.
+
 import Foundation
 package import NIOCore
 import NIOPosix

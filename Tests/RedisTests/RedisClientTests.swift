@@ -1,3 +1,6 @@
+// Over 300 lines: the client's command-level suites (commands, pipelines, scripts, databases, AUTH) share their
+// helpers; each suite is a struct of its own.
+
 import Foundation
 import NIOCore
 import NIOPosix

@@ -1,3 +1,6 @@
+// Over 300 lines: the near cache's unit tests and its coherence tests on private redis-servers share the instance
+// fixtures (two stores, one admin client) they need.
+
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,3 +1,6 @@
+// Over 300 lines: the session store's behaviours against one shared Redis — create, authenticate, renew, expire,
+// list, revoke, caps — share one fixture; each is a test of its own.
+
 import Foundation
 import NIOCore
 import Redis

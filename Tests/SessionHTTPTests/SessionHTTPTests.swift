@@ -1,3 +1,6 @@
+// Over 300 lines: the HTTP contract end to end on real instances — each route's statuses and JSON, across
+// instances — sharing the instance fixtures; the concern-specific suites live in their own files.
+
 import AccessTokens
 import ArgumentParser
 import Foundation

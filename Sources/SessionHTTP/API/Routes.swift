@@ -188,7 +188,7 @@ public struct Routes: Sendable {
     }
 
     /// The login both transports share: throttling, the password check, a new session; counted and logged.
-    private func authenticate(_ credentials: CredentialsBody, _ request: Request, _ context: SessionRequestContext) async throws
+    func authenticate(_ credentials: CredentialsBody, _ request: Request, _ context: SessionRequestContext) async throws
         -> (SessionToken, Session, User)
     {
         let client = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
@@ -214,125 +214,10 @@ public struct Routes: Sendable {
         }
     }
 
-    /// `/v1/login` for browsers: the token goes into the session cookie, never into the body. JSON → 204; a form → 303
-    /// to its `return_to` when that is a same-origin path, else `/` (with `?error=<code>` on failure).
-    func browserLogin(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        guard cookie.allowsUnsafe(request.head) else { throw APIError.crossOriginRequest }
-        let isForm = CredentialsBody.isForm(request)
-        let credentials: CredentialsBody
-        do {
-            credentials = try await CredentialsBody.decode(request, limit: maxBodySize)
-        } catch let error as APIError where isForm {
-            return Self.redirect(to: SessionCookie.safeRedirect(nil), error: error.code)
-        }
-        let target = SessionCookie.safeRedirect(credentials.returnTo)
-        do {
-            let (token, session, _) = try await authenticate(credentials, request, context)
-            var response = isForm ? Self.redirect(to: target) : Response(status: .noContent)
-            response.headers[.setCookie] = cookie.setCookie(token, maxAge: Self.secondsUntil(session.absoluteExpiresAt))
-            response.headers[.cacheControl] = "no-store"
-            return response
-        } catch let error as APIError where isForm {
-            return Self.redirect(to: target, error: error.code)
-        }
-    }
-
-    /// Ends the session the cookie names (on every instance) and clears the cookie — also when the cookie is missing or
-    /// no longer valid. JSON or no body → 204; a form → 303 to `/`. 1 EVALSHA to peek (read-only: ending a session must
-    /// not renew it first) + 1 to revoke.
-    func browserLogout(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        guard cookie.allowsUnsafe(request.head) else { throw APIError.crossOriginRequest }
-        try await CredentialsBody.refuseForeignBody(request, limit: maxBodySize, forms: true)
-        if case .token(let token) = cookie.parse(request.headers[values: .cookie]) {
-            let session = try await core(context) { try await sessions.peek(token) }
-            if let session { _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) } }
-        }
-        var response = CredentialsBody.isForm(request) ? Self.redirect(to: "/") : Response(status: .noContent)
-        response.headers[.setCookie] = cookie.clearCookie
-        response.headers[.cacheControl] = "no-store"
-        return response
-    }
-
-    /// 303 See Other to a same-origin path, with `error=<code>` added to its query when given.
-    static func redirect(to target: String, error: String? = nil) -> Response {
-        var location = target
-        if let error { location += (target.contains("?") ? "&" : "?") + "error=" + error }
-        return Response(status: .seeOther, headers: [.location: location])
-    }
-
     /// 1 EVALSHA.
     func logout(_ context: SessionRequestContext) async throws -> Response {
         let session = try Self.session(context)
         _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) }
-        return Response(status: .noContent)
-    }
-
-    /// 0 round trips beyond authentication once the username is cached (usernames never change), else 1 HGET.
-    func currentSession(_ context: SessionRequestContext) async throws -> Response {
-        let session = try Self.session(context)
-        let username = try await core(context) { try await accounts.users.username(for: session.userID) } ?? ""
-        return try Self.json(.ok) { object in
-            object.field("user_id", session.userID.text)
-            object.field("username", username)
-            object.field("session_id", session.id.hex)
-            object.field("created_at", UTCTime.rfc3339(session.createdAt))
-            object.field("expires_at", UTCTime.rfc3339(session.expiresAt))
-            object.field("absolute_expires_at", UTCTime.rfc3339(session.absoluteExpiresAt))
-        }
-    }
-
-    /// The largest (and default) page of `GET /v1/sessions`.
-    static let maxPage = 100
-
-    /// 1 EVALSHA, reading at most `limit` + 1 + `MAX_SESSIONS_PER_USER` index entries.
-    func list(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
-        let current = try Self.session(context)
-        var limit = Self.maxPage
-        if let text = request.uri.queryParameters.get("limit") {
-            guard let value = Int(text), (1...Self.maxPage).contains(value) else {
-                throw APIError.invalidRequest("limit must be a whole number from 1 to \(Self.maxPage)")
-            }
-            limit = value
-        }
-        var cursor: SessionCursor?
-        if let text = request.uri.queryParameters.get("cursor") {
-            guard let value = SessionCursor(text: text) else { throw APIError.invalidRequest("cursor is not one a page gave out") }
-            cursor = value
-        }
-        let page = try await core(context) { try await sessions.sessions(for: current.userID, after: cursor, limit: limit) }
-        return try Self.json(.ok) { object in
-            object.array(
-                "sessions",
-                page.sessions.map { session in
-                    { (entry: inout JSONWriter.ObjectWriter) in
-                        entry.field("session_id", session.id.hex)
-                        entry.field("created_at", UTCTime.rfc3339(session.createdAt))
-                        entry.field("last_seen_at", UTCTime.rfc3339(session.lastSeenAt))
-                        entry.field("expires_at", UTCTime.rfc3339(session.expiresAt))
-                        entry.field("current", session.id == current.id)
-                    }
-                }
-            )
-            object.field("next_cursor", page.next?.text)
-        }
-    }
-
-    /// 1 EVALSHA.
-    func revoke(_ context: SessionRequestContext) async throws -> Response {
-        let current = try Self.session(context)
-        guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text) else {
-            throw APIError(SessionError.notFound)
-        }
-        guard try await core(context, { try await sessions.revoke(id, of: current.userID) }) else {
-            throw APIError(SessionError.notFound)
-        }
-        return Response(status: .noContent)
-    }
-
-    /// 1 EVALSHA.
-    func revokeAll(_ context: SessionRequestContext) async throws -> Response {
-        let current = try Self.session(context)
-        try await core(context) { try await sessions.revokeAll(for: current.userID) }
         return Response(status: .noContent)
     }
 
@@ -354,7 +239,7 @@ public struct Routes: Sendable {
     }
 
     /// Counts and logs a store failure with its cause (the Redis error); the client sees only `store_unavailable`.
-    private func storeFailed(_ error: SessionError, _ context: SessionRequestContext) {
+    func storeFailed(_ error: SessionError, _ context: SessionRequestContext) {
         storeErrors.increment()
         context.logger.error("session store failed", metadata: ["error": "\(error)"])
     }
@@ -372,138 +257,5 @@ public struct Routes: Sendable {
         var writer = JSONWriter()
         writer.object(fields)
         return Response(status: status, headers: [.contentType: JSONWriter.contentType], body: .init(byteBuffer: writer.buffer))
-    }
-}
-
-/// `{"username", "password"}` as JSON, or as `application/x-www-form-urlencoded`.
-struct CredentialsBody: Decodable {
-    let username: String
-    let password: String
-    /// Where a browser form login goes next (`/v1/browser/login` only).
-    let returnTo: String?
-
-    enum CodingKeys: String, CodingKey {
-        case username, password
-        case returnTo = "return_to"
-    }
-
-    /// Whether the body is a form (`application/x-www-form-urlencoded`), which browsers answer with redirects.
-    static func isForm(_ request: Request) -> Bool {
-        mediaType(request) == "application/x-www-form-urlencoded"
-    }
-
-    static func mediaType(_ request: Request) -> String {
-        request.headers[.contentType].map { $0.split(separator: ";", maxSplits: 1)[0].trimmingSpaces.lowercased() } ?? ""
-    }
-
-    /// For routes that take no body: a request that carries one must still say it is JSON (or, where `forms`, a form),
-    /// as the README promises — 415 otherwise. No body at all is fine.
-    static func refuseForeignBody(_ request: Request, limit: Int, forms: Bool = false) async throws {
-        let mediaType = Self.mediaType(request)
-        if mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) { return }
-        if forms, mediaType == "application/x-www-form-urlencoded" { return }
-        // Read (at most `limit`) to know whether there is a body at all: a client may announce none in several ways.
-        guard try await FormBody.collect(request, limit: limit).readableBytes > 0 else { return }
-        throw APIError(
-            .unsupportedMediaType, code: "unsupported_media_type", message: forms ? "send application/json or a form" : "send application/json")
-    }
-
-    static func decode(_ request: Request, limit: Int) async throws -> CredentialsBody {
-        // Read first, whatever the media type: a response sent while a malformed body is still arriving must not race it.
-        let buffer = try await FormBody.collect(request, limit: limit)
-        // The media type alone decides how the body is read: JSON, or a form. Anything else (none included) is 415.
-        let mediaType = Self.mediaType(request)
-        if mediaType == "application/x-www-form-urlencoded" {
-            let text = try FormBody.text(buffer)
-            do {
-                return try URLEncodedFormDecoder().decode(CredentialsBody.self, from: text)
-            } catch {
-                throw APIError.invalidRequest("the form needs username and password fields")
-            }
-        }
-        guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
-            throw APIError(
-                .unsupportedMediaType, code: "unsupported_media_type", message: "send application/json or application/x-www-form-urlencoded")
-        }
-        if let keys = JSONKeys.topLevel(Array(buffer.readableBytesView)), Set(keys).count != keys.count {
-            throw APIError.invalidRequest("a field appears twice in the JSON object")
-        }
-        guard buffer.readableBytes > 0 else { throw APIError.invalidRequest("the body must be a JSON object with username and password") }
-        do {
-            return try JSONDecoder().decode(CredentialsBody.self, from: Data(buffer.readableBytesView))
-        } catch let error as DecodingError {
-            throw APIError.invalidRequest(APIMiddleware<SessionRequestContext>.describe(error))
-        } catch {
-            throw APIError.invalidRequest("the body is not valid JSON")
-        }
-    }
-}
-
-/// A request body read whole, for the JSON and form decoders.
-enum FormBody {
-    /// The body, up to `limit` bytes (beyond it: 413).
-    static func collect(_ request: Request, limit: Int) async throws -> ByteBuffer {
-        do {
-            return try await request.body.collect(upTo: limit)
-        } catch let error as NIOTooManyBytesError {
-            throw error  // 413
-        } catch {
-            // A malformed body on the wire (bad chunked encoding, a truncated stream): the client's fault, never a 500.
-            throw APIError.invalidRequest("the request body could not be read")
-        }
-    }
-
-    /// A form body as text; 400 unless it is valid UTF-8.
-    static func text(_ buffer: ByteBuffer) throws -> String {
-        guard let text = buffer.getString(at: buffer.readerIndex, length: buffer.readableBytes), text.utf8.count == buffer.readableBytes,
-            String(validating: buffer.readableBytesView, as: UTF8.self) != nil
-        else { throw APIError.invalidRequest("the form body is not valid UTF-8") }
-        return text
-    }
-}
-
-/// The keys of a JSON object's top level, decoded (so `"user\u006eame"` is `username`), in order; nil when the text is
-/// not an object. JSONDecoder keeps the last of two equal keys silently; the API refuses them instead, since two
-/// parsers (a proxy's and ours) could each read a different one.
-enum JSONKeys {
-    static func topLevel(_ bytes: [UInt8]) -> [String]? {
-        var keys: [String] = []
-        var depth = 0
-        var expectingKey = false
-        var index = 0
-        guard let first = bytes.firstIndex(where: { !JSONKeys.isSpace($0) }), bytes[first] == UInt8(ascii: "{") else { return nil }
-        while index < bytes.count {
-            let byte = bytes[index]
-            switch byte {
-            case UInt8(ascii: "\""):
-                let start = index
-                index += 1
-                while index < bytes.count, bytes[index] != UInt8(ascii: "\"") {
-                    if bytes[index] == UInt8(ascii: "\\") { index += 1 }
-                    index += 1
-                }
-                if depth == 1, expectingKey, index < bytes.count {
-                    let raw = Data(bytes[start...index])
-                    guard let key = try? JSONDecoder().decode(String.self, from: raw) else { return nil }
-                    keys.append(key)
-                    expectingKey = false
-                }
-            case UInt8(ascii: "{"), UInt8(ascii: "["):
-                depth += 1
-                if depth == 1 { expectingKey = true }
-            case UInt8(ascii: "}"), UInt8(ascii: "]"):
-                depth -= 1
-            case UInt8(ascii: ","):
-                if depth == 1 { expectingKey = true }
-            default:
-                break
-            }
-            index += 1
-        }
-        return keys
-    }
-
-    private static func isSpace(_ byte: UInt8) -> Bool {
-        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\n") || byte == UInt8(ascii: "\r") || byte == UInt8(ascii: "\t")
     }
 }

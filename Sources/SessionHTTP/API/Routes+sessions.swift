@@ -1,0 +1,77 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SessionCore
+
+/// `/v1/session` and `/v1/sessions`: the caller's session, the user's sessions, and ending them.
+extension Routes {
+    /// 0 round trips beyond authentication once the username is cached (usernames never change), else 1 HGET.
+    func currentSession(_ context: SessionRequestContext) async throws -> Response {
+        let session = try Self.session(context)
+        let username = try await core(context) { try await accounts.users.username(for: session.userID) } ?? ""
+        return try Self.json(.ok) { object in
+            object.field("user_id", session.userID.text)
+            object.field("username", username)
+            object.field("session_id", session.id.hex)
+            object.field("created_at", UTCTime.rfc3339(session.createdAt))
+            object.field("expires_at", UTCTime.rfc3339(session.expiresAt))
+            object.field("absolute_expires_at", UTCTime.rfc3339(session.absoluteExpiresAt))
+        }
+    }
+
+    /// The largest (and default) page of `GET /v1/sessions`.
+    static let maxPage = 100
+
+    /// 1 EVALSHA, reading at most `limit` + 1 + `MAX_SESSIONS_PER_USER` index entries.
+    func list(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
+        let current = try Self.session(context)
+        var limit = Self.maxPage
+        if let text = request.uri.queryParameters.get("limit") {
+            guard let value = Int(text), (1...Self.maxPage).contains(value) else {
+                throw APIError.invalidRequest("limit must be a whole number from 1 to \(Self.maxPage)")
+            }
+            limit = value
+        }
+        var cursor: SessionCursor?
+        if let text = request.uri.queryParameters.get("cursor") {
+            guard let value = SessionCursor(text: text) else { throw APIError.invalidRequest("cursor is not one a page gave out") }
+            cursor = value
+        }
+        let page = try await core(context) { try await sessions.sessions(for: current.userID, after: cursor, limit: limit) }
+        return try Self.json(.ok) { object in
+            object.array(
+                "sessions",
+                page.sessions.map { session in
+                    { (entry: inout JSONWriter.ObjectWriter) in
+                        entry.field("session_id", session.id.hex)
+                        entry.field("created_at", UTCTime.rfc3339(session.createdAt))
+                        entry.field("last_seen_at", UTCTime.rfc3339(session.lastSeenAt))
+                        entry.field("expires_at", UTCTime.rfc3339(session.expiresAt))
+                        entry.field("current", session.id == current.id)
+                    }
+                }
+            )
+            object.field("next_cursor", page.next?.text)
+        }
+    }
+
+    /// 1 EVALSHA.
+    func revoke(_ context: SessionRequestContext) async throws -> Response {
+        let current = try Self.session(context)
+        guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text) else {
+            throw APIError(SessionError.notFound)
+        }
+        guard try await core(context, { try await sessions.revoke(id, of: current.userID) }) else {
+            throw APIError(SessionError.notFound)
+        }
+        return Response(status: .noContent)
+    }
+
+    /// 1 EVALSHA.
+    func revokeAll(_ context: SessionRequestContext) async throws -> Response {
+        let current = try Self.session(context)
+        try await core(context) { try await sessions.revokeAll(for: current.userID) }
+        return Response(status: .noContent)
+    }
+}
