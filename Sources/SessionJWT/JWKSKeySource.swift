@@ -28,6 +28,8 @@ public actor JWKSKeySource {
     private var keys: AccessTokenKeySet? { cached.withLock { $0?.keys } }
     private var lastFetch: ContinuousClock.Instant?
     private var inFlight: Task<(AccessTokenKeySet, Duration), any Error>?
+    /// The clock freshness and the refresh interval are read on (tests move it instead of sleeping).
+    private nonisolated let now: @Sendable () -> ContinuousClock.Instant
 
     /// Keys from a JWKS URL.
     /// - Parameters:
@@ -35,6 +37,15 @@ public actor JWKSKeySource {
     ///   - httpClient: defaults to AsyncHTTPClient's shared client.
     ///   - minimumRefreshInterval: the least time between two fetches caused by unknown `kid`s.
     public init(url: String, httpClient: HTTPClient = .shared, minimumRefreshInterval: Duration = .seconds(60), logger: Logger? = nil) {
+        self.init(url: url, httpClient: httpClient, minimumRefreshInterval: minimumRefreshInterval, logger: logger, now: { .now })
+    }
+
+    /// The same, on a clock of the caller's (tests).
+    package init(
+        url: String, httpClient: HTTPClient = .shared, minimumRefreshInterval: Duration = .seconds(60), logger: Logger? = nil,
+        now: @escaping @Sendable () -> ContinuousClock.Instant
+    ) {
+        self.now = now
         self.origin = .url(url, httpClient)
         self.minimumRefreshInterval = minimumRefreshInterval
         self.logger = logger ?? Logger(label: "session-jwt")
@@ -42,6 +53,7 @@ public actor JWKSKeySource {
 
     /// A fixed key set: `AccessTokenKeySet.sharedSecret(_:)` for HS256, or `publicKeys(jwks:)` from a file.
     public init(keys: AccessTokenKeySet) {
+        self.now = { .now }
         self.origin = .fixed
         self.minimumRefreshInterval = .seconds(60)
         self.logger = Logger(label: "session-jwt")
@@ -50,16 +62,16 @@ public actor JWKSKeySource {
 
     /// The keys while they are fresh, without entering the actor; nil when `current()` must fetch.
     public nonisolated var freshKeys: AccessTokenKeySet? {
-        cached.withLock { snapshot in snapshot.flatMap { ContinuousClock.now < $0.freshUntil ? $0.keys : nil } }
+        cached.withLock { snapshot in snapshot.flatMap { now() < $0.freshUntil ? $0.keys : nil } }
     }
 
     /// The current keys: cached while fresh, else fetched (the stale set if the fetch fails).
     /// - Throws: when there never were keys and the fetch failed.
     public func current() async throws -> AccessTokenKeySet {
         if let fresh = freshKeys { return fresh }
-        if let keys, let lastFetch, ContinuousClock.now - lastFetch < minimumRefreshInterval { return keys }
+        if let keys, let lastFetch, now() - lastFetch < minimumRefreshInterval { return keys }
         // Never had keys and the last try failed: refuse at once for a second rather than queue every request on a fetch.
-        if keys == nil, inFlight == nil, let lastFetch, ContinuousClock.now - lastFetch < .seconds(1) {
+        if keys == nil, inFlight == nil, let lastFetch, now() - lastFetch < .seconds(1) {
             throw JWKSFetchError("the JWKS could not be fetched")
         }
         do {
@@ -75,7 +87,7 @@ public actor JWKSKeySource {
     /// `minimumRefreshInterval` ago, or the keys are fixed, or the fetch failed.
     public func refresh(afterUnknownKey kid: String) async -> AccessTokenKeySet? {
         guard case .url = origin else { return nil }
-        if let lastFetch, ContinuousClock.now - lastFetch < minimumRefreshInterval { return nil }
+        if let lastFetch, now() - lastFetch < minimumRefreshInterval { return nil }
         logger.debug("unknown kid; refetching the JWKS", metadata: ["jwt.kid": "\(kid.prefix(64))"])
         return try? await fetch()
     }
@@ -87,14 +99,15 @@ public actor JWKSKeySource {
             task = inFlight
         } else {
             guard case .url(let url, let client) = origin else { throw JWKSFetchError("fixed keys are not fetched") }
-            lastFetch = .now
+            lastFetch = now()
             task = Task { try await Self.download(url, client) }
             inFlight = task
         }
         // Only the fetch this caller waited on is cleared: a waiter resuming late must not clear a newer one.
         defer { if inFlight == task { inFlight = nil } }
         let (set, maxAge) = try await task.value
-        cached.withLock { $0 = (set, .now + min(max(maxAge, .seconds(60)), .seconds(3600))) }
+        let fetchedAt = now()
+        cached.withLock { $0 = (set, fetchedAt + min(max(maxAge, .seconds(60)), .seconds(3600))) }
         return set
     }
 

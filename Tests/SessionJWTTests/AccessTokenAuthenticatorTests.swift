@@ -124,14 +124,16 @@ struct DownstreamContext: AccessTokenRequestContext {
         let server = KeyServer()
         server.published.withLock { $0 = oldKeys.publicJWKS }
         try await server.run { url in
-            let jwks = JWKSKeySource(url: url, minimumRefreshInterval: .seconds(3))
+            // The refresh interval passes on a moved clock, not in real time.
+            let clock = MovableClock()
+            let jwks = JWKSKeySource(url: url, minimumRefreshInterval: .seconds(3), now: clock.now)
             try await Self.downstream(jwks).test(.router) { app in
                 #expect(try await Self.orders(app, oldToken).status == .ok)
                 #expect(server.fetches.load(ordering: .relaxed) == 1)
                 // Within the interval of that first fetch, an unknown kid fetches nothing.
                 #expect(try await Self.orders(app, newToken).status == .unauthorized)
                 #expect(server.fetches.load(ordering: .relaxed) == 1)
-                try await Task.sleep(for: .milliseconds(3100))
+                clock.advance(by: .milliseconds(3100))
                 // The new key is not published yet: one refetch, then none however many tokens name it.
                 #expect(try await Self.orders(app, newToken).status == .unauthorized)
                 #expect(server.fetches.load(ordering: .relaxed) == 2)
@@ -142,7 +144,7 @@ struct DownstreamContext: AccessTokenRequestContext {
                 }
                 #expect(server.fetches.load(ordering: .relaxed) == 2)
                 // Once the interval has passed, the next unknown kid refetches, and the new key verifies.
-                try await Task.sleep(for: .milliseconds(3100))
+                clock.advance(by: .milliseconds(3100))
                 #expect(try await Self.orders(app, newToken).status == .ok)
                 #expect(try await Self.orders(app, oldToken).status == .ok)
                 #expect(server.fetches.load(ordering: .relaxed) == 3)
@@ -243,4 +245,13 @@ struct DownstreamContext: AccessTokenRequestContext {
             #expect(status == .ok)
         }
     }
+}
+
+/// `ContinuousClock.now` plus however far a test moved it.
+final class MovableClock: Sendable {
+    private let offset = Mutex<Duration>(.zero)
+
+    @Sendable func now() -> ContinuousClock.Instant { .now + offset.withLock { $0 } }
+
+    func advance(by duration: Duration) { offset.withLock { $0 += duration } }
 }
