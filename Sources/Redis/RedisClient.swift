@@ -1,5 +1,6 @@
-// Over 300 lines: the client's dispatch — pools, topology routing, MOVED/ASK/TRYAGAIN retries, tracking and the
-// lifecycle — shares one budget and one error mapping; the slot map's state machine is the part to lift out next.
+// Over 300 lines: the client's public surface — lifecycle, one-node/Sentinel/Cluster routing, scripts with their
+// NOSCRIPT fallback, tracked reads and the event-loop entry points — over one dispatch; what a cluster reply means
+// lives in RedisCluster+stateMachine.swift.
 
 import Atomics
 public import Logging
@@ -36,7 +37,8 @@ public enum RedisConnectionEvent: Sendable {
 ///
 /// Topologies (see `RedisConfiguration.Topology`) are the client's business alone: a caller sends commands and
 /// runs scripts the same way on each. On a cluster a command goes to its first key's slot's master, `MOVED` and
-/// `ASK` are followed (at most `maxRedirects` times), `TRYAGAIN` is retried after a backoff; a command is resent
+/// `ASK` are followed, `TRYAGAIN` and `CLUSTERDOWN` waited out with a backoff (`RedisCluster.CommandRouting`, its own budget
+/// for each); a command is resent
 /// only after a reply that says it did not run, never after its connection closed. Behind Sentinel, `READONLY`,
 /// `LOADING` and `MASTERDOWN` close the pool's connections so they find the master again.
 ///
@@ -51,13 +53,6 @@ public final class RedisClient: Service, Sendable {
         case cluster(RedisCluster)
     }
 
-    /// Where a retried command goes, after a redirect.
-    private enum Target: Sendable {
-        case slot
-        case moved(RedisConfiguration.Endpoint)
-        case ask(RedisConfiguration.Endpoint)
-    }
-
     /// The client's settings.
     public let configuration: RedisConfiguration
     private let route: Route
@@ -67,8 +62,6 @@ public final class RedisClient: Service, Sendable {
     /// `WAIT minReplicas timeout`, sent behind each durable write; nil when no replica is asked for.
     private let waitCommand: RedisCommand?
     private let minReplicas: Int
-    /// Redirects followed for one command before it fails.
-    private let maxRedirects = 5
     /// Cluster redirects followed, by kind: `MOVED` (a slot's owner changed) and `ASK` (a slot being migrated).
     private let movedRedirects = ManagedAtomic(0)
     private let askRedirects = ManagedAtomic(0)
@@ -336,20 +329,24 @@ public final class RedisClient: Service, Sendable {
                 slot = commandSlot
             }
         }
-        dispatch(commands, slot: slot, target: .slot, attempt: 0, on: eventLoop, completion: deliver)
+        dispatch(commands, slot: slot, routing: RedisCluster.CommandRouting(), on: eventLoop, completion: deliver)
     }
 
     private func dispatch(
-        _ commands: [RedisCommand], slot: UInt16?, target: Target, attempt: Int, on eventLoop: (any EventLoop)?,
+        _ commands: [RedisCommand], slot: UInt16?, routing: RedisCluster.CommandRouting, on eventLoop: (any EventLoop)?,
         completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
         if isShutdown.load(ordering: .relaxed) { return completion(.failure(RedisError(.shutdown))) }
         // ASKING lets the importing node run the next command for a slot it does not own yet.
         let sent: [RedisCommand]
-        if case .ask = target { sent = commands.flatMap { $0.hashSlot == nil ? [$0] : [RedisCommand("ASKING"), $0] } } else { sent = commands }
+        if case .ask = routing.target {
+            sent = commands.flatMap { $0.hashSlot == nil ? [$0] : [RedisCommand("ASKING"), $0] }
+        } else {
+            sent = commands
+        }
         let connection: RedisConnection
         do throws(RedisError) {
-            switch (route, target) {
+            switch (route, routing.target) {
             case (.node(let pool, _), _): connection = try pool.connection(replies: sent.count, preferring: eventLoop)
             case (.cluster(let cluster), .slot): connection = try cluster.connection(slot: slot, replies: sent.count, preferring: eventLoop)
             case (.cluster(let cluster), .moved(let node)), (.cluster(let cluster), .ask(let node)):
@@ -357,11 +354,10 @@ public final class RedisClient: Service, Sendable {
             }
         } catch {
             // A slot whose master is being found, or a redirect to a node whose pool is still connecting: a moment
-            // later it may be there (a few retries, 310 ms in all, then the caller gets the failure).
-            if error.code == .unavailable, case .cluster = route, attempt < maxRedirects {
-                return retry(commands, slot: slot, target: target, attempt: attempt, on: eventLoop, completion: completion)
-            }
-            return completion(.failure(error))
+            // later it may be there (`CommandRouting` says how long, and when to give up).
+            guard case .cluster = route else { return completion(.failure(error)) }
+            var routing = routing
+            return act(routing.unavailable(error), commands, slot: slot, routing: routing, reply: nil, on: eventLoop, completion: completion)
         }
         commandsSent.increment(by: sent.count)
         connection.send(sent) { result in
@@ -370,7 +366,7 @@ public final class RedisClient: Service, Sendable {
                 if case .cluster(let cluster) = self.route { cluster.requestRefresh() }
                 completion(.failure(error))
             case .success(var reply):
-                if case .ask = target, let replies = reply.array {
+                if case .ask = routing.target, let replies = reply.array {
                     let kept = zip(sent, replies).filter { $0.0.name != "ASKING" }.map(\.1)
                     reply = kept.count == 1 ? kept[0] : .array(kept)
                 }
@@ -379,58 +375,57 @@ public final class RedisClient: Service, Sendable {
                     return completion(.success(reply))
                 }
                 self.handle(
-                    errorReply: message, reply: reply, commands: commands, slot: slot, target: target, attempt: attempt, on: eventLoop,
-                    completion: completion
-                )
+                    errorReply: message, reply: reply, commands: commands, slot: slot, routing: routing, on: eventLoop, completion: completion)
             }
         }
     }
 
-    /// What an error reply means for routing: follow a redirect, retry later, find the master again, or nothing.
+    /// What an error reply means for routing. On a cluster `CommandRouting` decides; on one node, a node that cannot
+    /// serve as master (`READONLY`, `LOADING`, `MASTERDOWN`) sends the pool looking for the master again.
     private func handle(
-        errorReply message: String, reply: RESPValue, commands: [RedisCommand], slot: UInt16?, target: Target, attempt: Int,
+        errorReply message: String, reply: RESPValue, commands: [RedisCommand], slot: UInt16?, routing: RedisCluster.CommandRouting,
         on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
-        let words = message.split(separator: " ")
-        switch (words.first, route) {
-        case ("MOVED", .cluster(let cluster)), ("ASK", .cluster(let cluster)):
-            guard words.count == 3, let movedSlot = UInt16(words[1]), let node = Self.endpoint(words[2]) else { break }
-            guard attempt < maxRedirects else {
-                return completion(.failure(RedisError(.unavailable, "too many cluster redirects (last: \(words[0]))")))
-            }
-            if words[0] == "MOVED" {
+        switch route {
+        case .cluster:
+            var routing = routing
+            let action = routing.errorReply(message)
+            act(action, commands, slot: slot, routing: routing, reply: reply, on: eventLoop, completion: completion)
+        case .node(let pool, _):
+            let code = message.prefix { $0 != " " }
+            guard code == "READONLY" || code == "LOADING" || code == "MASTERDOWN" else { return completion(.success(reply)) }
+            pool.reconnectAll()
+            completion(.failure(RedisError(.unavailable, "Redis node cannot serve: \(code)")))
+        }
+    }
+
+    /// Does what `CommandRouting` decided: deliver, send again (now or after a backoff, on the event loop: no thread
+    /// sleeps), or fail — asking the cluster for a new map when it says so.
+    private func act(
+        _ action: RedisCluster.CommandRouting.Action, _ commands: [RedisCommand], slot: UInt16?, routing: RedisCluster.CommandRouting,
+        reply: RESPValue?, on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+    ) {
+        guard case .cluster(let cluster) = route else { return completion(reply.map { .success($0) } ?? .failure(RedisError(.unavailable))) }
+        switch action {
+        case .deliver:
+            completion(reply.map { .success($0) } ?? .failure(RedisError(.unavailable)))
+        case .send(let target, let movedSlot):
+            if let movedSlot, case .moved(let node) = target {
                 movedRedirects.wrappingIncrement(ordering: .relaxed)
                 redirectCounters.moved.increment()
                 cluster.moved(slot: movedSlot, to: node)
-                return dispatch(commands, slot: slot, target: .moved(node), attempt: attempt + 1, on: eventLoop, completion: completion)
+            } else {
+                askRedirects.wrappingIncrement(ordering: .relaxed)
+                redirectCounters.ask.increment()
             }
-            askRedirects.wrappingIncrement(ordering: .relaxed)
-            redirectCounters.ask.increment()
-            return dispatch(commands, slot: slot, target: .ask(node), attempt: attempt + 1, on: eventLoop, completion: completion)
-        case ("TRYAGAIN", .cluster):
-            // A multi-key command during a slot migration: the keys are split between two nodes for a moment.
-            return retry(commands, slot: slot, target: target, attempt: attempt, on: eventLoop, completion: completion)
-        case ("READONLY", _), ("LOADING", _), ("MASTERDOWN", _):
-            // The node is not (or not yet) a master that can serve: find the master again.
-            switch route {
-            case .node(let pool, _): pool.reconnectAll()
-            case .cluster(let cluster): cluster.requestRefresh()
-            }
-            return completion(.failure(RedisError(.unavailable, "Redis node cannot serve: \(words.first ?? "")")))
-        default: break
-        }
-        completion(.success(reply))
-    }
-
-    /// Tries again after a short backoff (doubling per attempt), on the event loop: no thread sleeps.
-    private func retry(
-        _ commands: [RedisCommand], slot: UInt16?, target: Target, attempt: Int, on eventLoop: (any EventLoop)?,
-        completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
-    ) {
-        guard attempt < maxRedirects else { return completion(.failure(RedisError(.unavailable, "cluster did not settle in time"))) }
-        let loop = eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
-        loop.scheduleTask(in: .milliseconds(Int64(10 << attempt))) {
-            self.dispatch(commands, slot: slot, target: target, attempt: attempt + 1, on: eventLoop, completion: completion)
+            dispatch(commands, slot: slot, routing: routing, on: eventLoop, completion: completion)
+        case .wait(let delay, let refresh):
+            if refresh { cluster.requestRefresh() }
+            let loop = eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
+            loop.scheduleTask(in: delay) { self.dispatch(commands, slot: slot, routing: routing, on: eventLoop, completion: completion) }
+        case .fail(let error, let refresh):
+            if refresh { cluster.requestRefresh() }
+            completion(.failure(error))
         }
     }
 
@@ -444,9 +439,4 @@ public final class RedisClient: Service, Sendable {
         }
     }
 
-    /// `host:port` from a redirect (the host may be an IPv6 address: the port follows the last colon).
-    private static func endpoint(_ text: Substring) -> RedisConfiguration.Endpoint? {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]) else { return nil }
-        return .tcp(host: String(text[..<colon]), port: port)
-    }
 }

@@ -13,8 +13,8 @@ import NIOSSL
 /// masters are stopped.
 final class RedisCluster: Sendable {
     private struct State {
-        /// The master of each slot, nil while unknown.
-        var slots: [RedisConfiguration.Endpoint?] = Array(repeating: nil, count: HashSlot.count)
+        /// The master of each slot, nil while unknown (`SlotMap`, in RedisCluster+stateMachine.swift).
+        var map = SlotMap()
         var pools: [RedisConfiguration.Endpoint: RedisNodePool] = [:]
         /// Every node seen, for asking CLUSTER SHARDS when the seeds are gone.
         var known: [RedisConfiguration.Endpoint]
@@ -80,7 +80,7 @@ final class RedisCluster: Sendable {
             let start = clock.now
             while !Task.isCancelled {
                 try? await Task.sleep(for: minimumRefreshInterval)
-                let (wanted, covered) = state.withLockedValue { ($0.refreshRequested, !$0.slots.contains(nil)) }
+                let (wanted, covered) = state.withLockedValue { ($0.refreshRequested, $0.map.isComplete) }
                 if wanted || !covered || clock.now - start >= periodicRefresh { break }
             }
         }
@@ -95,7 +95,7 @@ final class RedisCluster: Sendable {
     /// A connection to the master of `slot` (nil: any master), preferring one on `eventLoop`.
     func connection(slot: UInt16?, replies: Int, preferring eventLoop: (any EventLoop)?) throws(RedisError) -> RedisConnection {
         let pool: RedisNodePool? = state.withLockedValue { state in
-            if let slot { return state.slots[Int(slot)].flatMap { state.pools[$0] } }
+            if let slot { return state.map.master(of: slot).flatMap { state.pools[$0] } }
             return state.pools.values.first { $0.isConnected }
         }
         guard let pool else {
@@ -114,7 +114,7 @@ final class RedisCluster: Sendable {
     /// The tracked reader of the master of `slot`, while its tracking is healthy.
     func trackedReader(slot: UInt16?) -> TrackedReader? {
         let pool = state.withLockedValue { state -> RedisNodePool? in
-            guard let slot, let endpoint = state.slots[Int(slot)] else { return nil }
+            guard let slot, let endpoint = state.map.master(of: slot) else { return nil }
             return state.pools[endpoint]
         }
         return pool?.trackedReader
@@ -130,15 +130,15 @@ final class RedisCluster: Sendable {
     /// `MOVED slot host:port`: the slot lives on that node now.
     func moved(slot: UInt16, to endpoint: RedisConfiguration.Endpoint) {
         _ = pool(for: endpoint)
-        state.withLockedValue { $0.slots[Int(slot)] = endpoint }
+        state.withLockedValue { $0.map.moved(slot, to: endpoint) }
         requestRefresh()
     }
 
     /// Whether every slot has a master with a live connection.
     var isConnected: Bool {
         state.withLockedValue { state in
-            guard !state.slots.contains(nil) else { return false }
-            return Set(state.slots.compactMap { $0 }).allSatisfy { state.pools[$0]?.isConnected ?? false }
+            guard state.map.isComplete else { return false }
+            return state.map.masters.allSatisfy { state.pools[$0]?.isConnected ?? false }
         }
     }
 
@@ -222,16 +222,10 @@ final class RedisCluster: Sendable {
 
     /// Installs a map: pools for new masters, stops for former ones.
     private func install(_ map: [(range: ClosedRange<Int>, master: RedisConfiguration.Endpoint)]) {
-        var slots = [RedisConfiguration.Endpoint?](repeating: nil, count: HashSlot.count)
-        for (range, master) in map {
-            for slot in range where slot < HashSlot.count { slots[slot] = master }
-        }
         let masters = Set(map.map(\.master))
         for master in masters { _ = pool(for: master) }
         let (stopped, changed) = state.withLockedValue { state -> ([RedisNodePool], Bool) in
-            // The first map is no change; a later one that differs is (a failover, a resharding).
-            let changed = state.slots != slots && state.slots.contains { $0 != nil }
-            state.slots = slots
+            let changed = state.map.install(map)
             var stopped: [RedisNodePool] = []
             for (endpoint, pool) in state.pools where !masters.contains(endpoint) {
                 stopped.append(pool)

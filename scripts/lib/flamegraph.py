@@ -95,16 +95,50 @@ def svg(root, title, width=1800, row=16):
     return "\n".join(out)
 
 
+# Where a sample's time belongs: the deepest frame naming one of these (a handler's own work, not what it calls on).
+COMPONENTS = [
+    ("NIO: socket reads", "readFromSocket"), ("NIO: HTTP/1 decoder", "ByteToMessageHandler"), ("NIO: HTTP/1 decoder", "HTTPDecoder"),
+    ("NIO: HTTP/1 encoder", "HTTPResponseEncoder"), ("NIO: HTTPTypes conversion", "HTTP1ToHTTPServerCodec"),
+    ("NIO: channel head (writes, flush)", "HeadChannelHandler"), ("NIO: pipelining assistance", "HTTPServerPipelineHandler"),
+    ("Hummingbird: connection state", "HTTPConnectionStateHandler"), ("Hummingbird: async channel", "NIOAsyncChannel"),
+    ("service: deadlines", "RequestDeadlines"), ("service: response budget", "RequestCounter"), ("service: inbound gate", "InboundGate"),
+    ("service: EdgeHandler (rules, state, writes)", "EdgeHandler"), ("service: bearer token", "BearerAuthenticator"),
+    ("service: telemetry (id, series, span)", "RequestTelemetry"), ("service: session store", "RedisSessionStore"),
+    ("service: near cache", "NearCache"), ("service: response body and headers", "Routes.verified"),
+    ("service: response body and headers", "addStandardHeaders"),
+]
+
+
+def components(stacks):
+    """Samples per component: kernel work (any system call) first, else the deepest component frame."""
+    shares = collections.Counter()
+    for stack, count in stacks.items():
+        frames = stack.split(";")
+        if "entry_SYSCALL_64_after_hwframe" in frames:
+            shares["kernel: system calls (read, writev, epoll)"] += count
+            continue
+        found = "other (event loop, runtime, allocator)"
+        for frame in frames:
+            for name, marker in COMPONENTS:
+                if marker in frame:
+                    found = name
+        shares[found] += count
+    return shares
+
+
 def summary(stacks, top=25):
-    """Self time and inclusive time per frame, the largest first."""
+    """Time per component, then self and inclusive time per frame, the largest first."""
     total = sum(stacks.values())
+    shares = components(stacks)
+    head = [f"{total} samples", "", "share %  component (a sample counts for the deepest component on its stack)"]
+    head += [f"{c / total * 100:6.1f}  {name}" for name, c in shares.most_common()]
     self_time, inclusive = collections.Counter(), collections.Counter()
     for stack, count in stacks.items():
         frames = stack.split(";")
         self_time[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    lines = [f"{total} samples", "", "self %  frame"]
+    lines = head + ["", "self %  frame"]
     lines += [f"{c / total * 100:5.1f}  {f}" for f, c in self_time.most_common(top)]
     lines += ["", "inclusive %  frame"]
     lines += [f"{c / total * 100:5.1f}  {f}" for f, c in inclusive.most_common(top * 2)]
