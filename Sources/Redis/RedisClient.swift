@@ -355,9 +355,10 @@ public final class RedisClient: Service, Sendable {
         } catch {
             // A slot whose master is being found, or a redirect to a node whose pool is still connecting: a moment
             // later it may be there (`CommandRouting` says how long, and when to give up).
-            guard case .cluster = route else { return completion(.failure(error)) }
+            guard case .cluster(let cluster) = route else { return completion(.failure(error)) }
             var routing = routing
-            return act(routing.unavailable(error), commands, slot: slot, routing: routing, reply: nil, on: eventLoop, completion: completion)
+            let action = routing.unavailable(error)
+            return act(action, on: cluster, commands, slot: slot, routing: routing, reply: nil, on: eventLoop, completion: completion)
         }
         commandsSent.increment(by: sent.count)
         connection.send(sent) { result in
@@ -387,10 +388,10 @@ public final class RedisClient: Service, Sendable {
         on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
         switch route {
-        case .cluster:
+        case .cluster(let cluster):
             var routing = routing
             let action = routing.errorReply(message)
-            act(action, commands, slot: slot, routing: routing, reply: reply, on: eventLoop, completion: completion)
+            act(action, on: cluster, commands, slot: slot, routing: routing, reply: reply, on: eventLoop, completion: completion)
         case .node(let pool, _):
             let code = message.prefix { $0 != " " }
             guard code == "READONLY" || code == "LOADING" || code == "MASTERDOWN" else { return completion(.success(reply)) }
@@ -402,10 +403,10 @@ public final class RedisClient: Service, Sendable {
     /// Does what `CommandRouting` decided: deliver, send again (now or after a backoff, on the event loop: no thread
     /// sleeps), or fail — asking the cluster for a new map when it says so.
     private func act(
-        _ action: RedisCluster.CommandRouting.Action, _ commands: [RedisCommand], slot: UInt16?, routing: RedisCluster.CommandRouting,
-        reply: RESPValue?, on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
+        _ action: RedisCluster.CommandRouting.Action, on cluster: RedisCluster, _ commands: [RedisCommand], slot: UInt16?,
+        routing: RedisCluster.CommandRouting, reply: RESPValue?, on eventLoop: (any EventLoop)?,
+        completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
-        guard case .cluster(let cluster) = route else { return completion(reply.map { .success($0) } ?? .failure(RedisError(.unavailable))) }
         switch action {
         case .deliver:
             completion(reply.map { .success($0) } ?? .failure(RedisError(.unavailable)))
