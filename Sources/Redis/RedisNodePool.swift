@@ -84,9 +84,12 @@ final class RedisNodePool: Sendable {
         slots.contains { slot in slot.withLockedValue { $0?.isActive ?? false } }
     }
 
-    /// The nodes the live connections are connected to (one, unless a move is under way).
+    /// The nodes the live connections are connected to (one, unless a move is under way), the tracking pair's
+    /// included: a pair left on a former master would otherwise read stale values that no invalidation ever ends.
     var connectedEndpoints: Set<RedisConfiguration.Endpoint> {
-        Set(slots.compactMap { slot in slot.withLockedValue { $0.flatMap { $0.isActive ? $0.endpoint : nil } } })
+        var endpoints = Set(slots.compactMap { slot in slot.withLockedValue { $0.flatMap { $0.isActive ? $0.endpoint : nil } } })
+        if let reader = tracker?.reader { endpoints.insert(reader.connection.endpoint) }
+        return endpoints
     }
 
     /// A live connection with room for `replies` more replies: one on `eventLoop` when there is one, else the next

@@ -59,13 +59,13 @@ final class RedisSentinel: Sendable {
         )
     }
 
-    /// Confirms that the sentinels' newest word names `endpoint` the master: every known sentinel is asked at once
-    /// (`SENTINEL master`), a majority must answer, and the answer with the highest config epoch decides. One sentinel
-    /// may lag behind a failover it did not lead; the leader's epoch is higher than anything before it.
-    /// - Throws: `.unavailable` when fewer than a majority answer, or the newest answer names another node.
+    /// Confirms that the sentinels' newest word names `endpoint` the master: every known sentinel is asked at once,
+    /// a majority must answer, and the answers with the highest config epoch decide (`Verdict`).
+    /// - Throws: `.unavailable` when the verdict does not name `endpoint`.
     func confirmMaster(_ endpoint: RedisConfiguration.Endpoint) async throws {
         let list = sentinels.withLockedValue { $0 }
-        let answers = await withTaskGroup(of: (epoch: Int64, master: RedisConfiguration.Endpoint)?.self) { group in
+        let masterName = self.masterName
+        let answers = await withTaskGroup(of: Verdict.Answer?.self) { group in
             for sentinel in list {
                 group.addTask { [self] in
                     guard
@@ -74,24 +74,74 @@ final class RedisSentinel: Sendable {
                         )
                     else { return nil }
                     defer { connection.channel.close(promise: nil) }
-                    guard let reply = try? await connection.send(RedisCommand("SENTINEL", ["master", masterName])) else { return nil }
-                    let fields = reply.fields
-                    guard let ip = fields["ip"]?.string, let port = fields["port"]?.string.flatMap({ Int($0) }),
-                        let epoch = fields["config-epoch"]?.string.flatMap({ Int64($0) })
+                    // The epoch first, the address second: a switch between the two can only understate the epoch.
+                    guard connection.reserve(2),
+                        let replies = try? await connection.pipeline([
+                            RedisCommand("SENTINEL", ["master", masterName]), RedisCommand("SENTINEL", ["get-master-addr-by-name", masterName]),
+                        ]), replies.count == 2
                     else { return nil }
-                    return (epoch, .tcp(host: ip, port: port))
+                    return Verdict.Answer(master: replies[0], address: replies[1])
                 }
             }
-            var answers: [(epoch: Int64, master: RedisConfiguration.Endpoint)] = []
+            var answers: [Verdict.Answer] = []
             for await answer in group { if let answer { answers.append(answer) } }
             return answers
         }
-        guard answers.count > list.count / 2 else {
-            throw RedisError(.unavailable, "only \(answers.count) of \(list.count) sentinels answered for master '\(masterName)'")
+        let named = try Verdict.master(from: answers, sentinels: list.count, name: masterName).get()
+        guard named == endpoint else {
+            throw RedisError(.unavailable, "the sentinels name \(named) the master of '\(masterName)', not \(endpoint)")
         }
-        let newest = answers.max { $0.epoch < $1.epoch }!
-        guard newest.master == endpoint else {
-            throw RedisError(.unavailable, "the sentinels name \(newest.master) the master of '\(masterName)', not \(endpoint)")
+    }
+
+    /// Which node the sentinels' answers name the master — the rule `confirmMaster` applies, without I/O.
+    ///
+    /// A sentinel's word is its config epoch and the address it gives clients (`get-master-addr-by-name`). That
+    /// address, not `SENTINEL master`'s: while the leader of a failover reconfigures the replicas, `SENTINEL master`
+    /// shows the *old* master with the *new* epoch (for a second or more, `scripts/failover sentinel stop`), and a
+    /// frozen master woken then was confirmed by it. The rules:
+    /// 1. More than half of the known sentinels answered (fewer may all be behind a failover the others saw).
+    /// 2. Every answer with the highest epoch names the same node (a tie that disagrees is a switch under way).
+    /// 3. At least one of them vouches for it: a sentinel that sees the node it names subjectively or objectively down
+    ///    (`s_down`, `o_down`), or is failing it over, does not vouch — a lagging sentinel sees the frozen master that
+    ///    way until it hears of the new one.
+    struct Verdict {
+        struct Answer: Equatable {
+            var epoch: Int64
+            var named: RedisConfiguration.Endpoint
+            var vouches: Bool
+
+            init(epoch: Int64, named: RedisConfiguration.Endpoint, vouches: Bool) {
+                self.epoch = epoch
+                self.named = named
+                self.vouches = vouches
+            }
+
+            /// From one sentinel's `SENTINEL master` and `SENTINEL get-master-addr-by-name` replies; nil when either
+            /// is not a full answer.
+            init?(master: RESPValue, address: RESPValue) {
+                let fields = master.fields
+                guard let epoch = fields["config-epoch"]?.int, let flags = fields["flags"]?.string, let named = RedisSentinel.endpoint(address)
+                else { return nil }
+                // `SENTINEL master`'s own address and flags describe the node it had before a switch it is making.
+                let ownAddress = RedisSentinel.endpoint(fields)
+                let down = flags.split(separator: ",").contains { ["s_down", "o_down", "failover_in_progress"].contains($0) }
+                self.init(epoch: epoch, named: named, vouches: !(down && ownAddress == named))
+            }
+        }
+
+        static func master(from answers: [Answer], sentinels: Int, name: String) -> Result<RedisConfiguration.Endpoint, RedisError> {
+            guard answers.count > sentinels / 2, let top = answers.map(\.epoch).max() else {
+                return .failure(RedisError(.unavailable, "only \(answers.count) of \(sentinels) sentinels answered for master '\(name)'"))
+            }
+            let newest = answers.filter { $0.epoch == top }
+            let named = Set(newest.map(\.named))
+            guard named.count == 1, let master = named.first else {
+                return .failure(RedisError(.unavailable, "the sentinels of '\(name)' disagree at epoch \(top): a failover is under way"))
+            }
+            guard newest.contains(where: \.vouches) else {
+                return .failure(RedisError(.unavailable, "the sentinels of '\(name)' see \(master) down or being failed over"))
+            }
+            return .success(master)
         }
     }
 
@@ -99,10 +149,20 @@ final class RedisSentinel: Sendable {
     private func masterAddress(on connection: RedisConnection) async throws -> RedisConfiguration.Endpoint {
         let reply = try await connection.send(RedisCommand("SENTINEL", ["get-master-addr-by-name", masterName]))
         if case .error(let message) = reply { throw RedisError(.server, message) }
-        guard let fields = reply.array, fields.count == 2, let host = fields[0].string, let port = fields[1].int.map(Int.init) else {
-            throw RedisError(.unavailable, "sentinel does not know master '\(masterName)'")
-        }
-        return .tcp(host: host, port: port)
+        guard let master = Self.endpoint(reply) else { throw RedisError(.unavailable, "sentinel does not know master '\(masterName)'") }
+        return master
+    }
+
+    /// The node of a `get-master-addr-by-name` reply (`[ip, port]`).
+    static func endpoint(_ address: RESPValue) -> RedisConfiguration.Endpoint? {
+        guard let pair = address.array, pair.count == 2, let host = pair[0].string, let port = pair[1].int else { return nil }
+        return .tcp(host: host, port: Int(port))
+    }
+
+    /// The node of a `SENTINEL master`/`sentinels` entry (its `ip` and `port` fields).
+    static func endpoint(_ fields: [String: RESPValue]) -> RedisConfiguration.Endpoint? {
+        guard let host = fields["ip"]?.string, let port = fields["port"]?.int else { return nil }
+        return .tcp(host: host, port: Int(port))
     }
 
     /// Moves a sentinel that answered to the front, as the spec asks.
@@ -170,8 +230,7 @@ final class RedisSentinel: Sendable {
         guard let entries = reply.array else { return }
         var found: [RedisConfiguration.Endpoint] = []
         for entry in entries {
-            let fields = entry.fields
-            if let ip = fields["ip"]?.string, let port = fields["port"]?.int { found.append(.tcp(host: ip, port: Int(port))) }
+            if let sentinel = Self.endpoint(entry.fields) { found.append(sentinel) }
         }
         sentinels.withLockedValue { list in
             for endpoint in found where !list.contains(endpoint) { list.append(endpoint) }

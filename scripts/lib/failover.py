@@ -162,6 +162,7 @@ for port in instance_ports:
 revoked_during = []  # (token, when its logout returned 204)
 revoked_during_lock = threading.Lock()
 accepted_during = []
+accepted_detail = []  # (port, token prefix, logout acknowledged at, check started at): printed when a check fails
 checks_during = [0]
 stop_revoking = threading.Event()
 stop_checking = threading.Event()
@@ -202,6 +203,8 @@ def check_during(port):
             checks_during[0] += 1
             if status == 200 and started > acknowledged:
                 accepted_during.append((port, token[:8]))
+                with revoked_during_lock:
+                    accepted_detail.append((port, token[:8], acknowledged, started))
         time.sleep(0.02)
 
 
@@ -325,6 +328,26 @@ print(
     )
 )
 failed = [name for name, ok in checks.items() if not ok]
+if accepted_detail:
+    # When each lost revocation was seen, against the drill's own events (seconds after the fault).
+    def since(moment):
+        return "%.2f" % (moment - fault_at) if moment is not None else "?"
+
+    print(
+        "events: promoted %s, old master woken %s, rejoin started %s"
+        % (since(promoted_at[0] if promoted_at else None), since(resumed_at[0] if resumed_at else None), since(rejoin_at))
+    )
+    first = {}
+    for port, prefix, acknowledged, started in accepted_detail:
+        key = (port, prefix)
+        first.setdefault(key, [acknowledged, started, started, 0])
+        first[key][2] = started
+        first[key][3] += 1
+    for (port, prefix), (acknowledged, started, last, count) in sorted(first.items(), key=lambda item: item[1][1]):
+        print(
+            "  accepted on :%d session %s… logout acknowledged %s, accepted %d times from %s to %s"
+            % (port, prefix, since(acknowledged), count, since(started), since(last))
+        )
 if failed:
     print("failover %s/%s FAILED: %s" % (args.shape, args.fault, ", ".join(failed)))
     sys.exit(1)
