@@ -7,7 +7,8 @@ import Redis
 /// |---|---|---|---|
 /// | `P{t}s<16 bytes>` | string (28 bytes) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes) | idle timeout, renewed on use, never past the absolute expiry |
 /// | `P{t}x:<user-id>` | sorted set | the user's sessions: member = 16-byte session ID, score = absolute expiry (whole seconds, rounded up) | at the latest absolute expiry among them |
-/// | `Pu:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms) | never |
+/// | `P{t}a:<user-id>` | string | the user's account state, beside the sessions: `<n>` (credentials changed n times), `d<n>` (disabled), `x` (being deleted); absent = `0` | never (removed when back to `0` and on deletion) |
+/// | `Pu:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms), `disabled` (`1`, when disabled) | never |
 /// | `Pn:<lowercased username>` | string | the user ID of a username (uniqueness, case-insensitive) | never |
 /// | `Pf:<hex>` | string (counter) | failed logins for one username from one client address; hex = SHA-256 of both, truncated | the failure window |
 ///
@@ -56,6 +57,12 @@ public struct KeySchema: Sendable, Equatable {
     /// A user's session index.
     public func sessionIndex(_ user: UserID) -> String {
         prefix + "{" + String(decoding: user.tag.digits, as: UTF8.self) + "}x:" + user.text
+    }
+
+    /// A user's account state, in the slot of their sessions: what session creation checks (see
+    /// `RedisSessionStore.createScript`).
+    public func accountState(_ user: UserID) -> String {
+        prefix + "{" + String(decoding: user.tag.digits, as: UTF8.self) + "}a:" + user.text
     }
 
     /// A user's record.

@@ -45,17 +45,26 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     public func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) {
+        try await create(for: user, expecting: nil)
+    }
+
+    public func create(for user: UserID, expecting stamp: AccountStamp?) async throws(SessionError) -> (token: SessionToken, session: Session) {
         // The token carries the user's tag: the session lands in the slot of the user's index.
         let token = SessionToken.random(for: user)
         let id = token.sessionID
         let reply = try await run(
             Self.createScript,
-            keys: [keys.session(id, tag: user.tag), keys.sessionIndex(user)],
+            keys: [keys.session(id, tag: user.tag), keys.sessionIndex(user), keys.accountState(user)],
             arguments: [
                 user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix(user.tag),
-                configuration.maxSessionsPerUser,
+                configuration.maxSessionsPerUser, stamp?.text ?? "*",
             ]
         )
+        switch reply.int {
+        case -1: throw .accountDisabled
+        case -2: throw .invalidCredentials  // the credentials the login proved were changed meanwhile
+        default: break
+        }
         guard let fields = reply.array, fields.count == 2, let created = fields[0].int, let idleDeadline = fields[1].int else {
             // SET NX failed: a 128-bit collision with a live session. Astronomically unlikely; refuse rather than share.
             throw SessionError.storeUnavailable(nil)
@@ -256,11 +265,17 @@ extension Date {
 extension RedisSessionStore {
     // Each script states its keys (KEYS) and arguments (ARGV). `now` is Redis' clock, in milliseconds.
 
-    /// KEYS: session, index. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes), session key prefix,
-    /// max sessions per user. Returns {created, idle deadline}, or nil when the session key already exists.
+    /// KEYS: session, index, account state. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes),
+    /// session key prefix, max sessions per user, the account state the login read before checking the password (`*`:
+    /// any). Returns {created, idle deadline}; nil when the session key already exists; -1 when the account is disabled
+    /// or being deleted; -2 when its credentials changed since the login read the state.
     static let createScript = RedisScript(
         name: "create",
         Lua.redisTime + """
+            local state = redis.call('GET', KEYS[3]) or '0'
+            local mark = string.sub(state, 1, 1)
+            if mark == 'd' or mark == 'x' then return -1 end
+            if ARGV[7] ~= '*' and state ~= ARGV[7] then return -2 end
             local now = redisTime()
             -- Creation times never tie within a user: a login in the same millisecond as the user's latest session is
             -- dated a millisecond later, so the cap below always knows which session is the oldest. (The latest

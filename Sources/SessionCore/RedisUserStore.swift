@@ -10,6 +10,16 @@ public struct User: Sendable, Hashable {
     public let username: String
 }
 
+/// A user's record as the store keeps it.
+public struct UserRecord: Sendable, Hashable {
+    public let user: User
+    public let passwordHash: String
+    /// Registration time, milliseconds since 1970 (Redis' clock).
+    public let createdAt: Int64
+    /// Disabled by an operator (shown; the account state beside the sessions is what logins obey).
+    public let disabled: Bool
+}
+
 /// Users in Redis, shared by every instance. See `KeySchema`.
 public final class RedisUserStore: UserStore {
     let redis: RedisClient
@@ -63,6 +73,46 @@ public final class RedisUserStore: UserStore {
         return (User(id: id, username: name), hash)
     }
 
+    /// The user ID a username is registered under (case-insensitively), or nil.
+    public func userID(username: String) async throws(SessionError) -> UserID? {
+        let key = keys.username(Credentials.normalize(username))
+        return try await withStore { try await redis.get(key) }.flatMap { UserID(String(buffer: $0)) }
+    }
+
+    /// A user's record by ID, or nil when there is none.
+    public func record(_ id: UserID) async throws(SessionError) -> UserRecord? {
+        let key = keys.user(id)
+        let fields = try await withStore { try await redis.send(RedisCommand("HMGET", [key, "name", "pw", "created", "disabled"])) }.array
+        guard let fields, fields.count == 4, let name = fields[0].string, let hash = fields[1].string else { return nil }
+        remember(id, name)
+        return UserRecord(
+            user: User(id: id, username: name), passwordHash: hash, createdAt: fields[2].int ?? 0, disabled: fields[3].string == "1")
+    }
+
+    /// Replaces a user's password hash; false when there is no such user.
+    public func setPassword(_ id: UserID, hash: String) async throws(SessionError) -> Bool {
+        let key = keys.user(id)
+        return try await withStore { try await redis.evaluate(Self.updateScript, keys: [key], arguments: ["pw", hash], durable: true) }.int == 1
+    }
+
+    /// Marks a user disabled or not (what operators see); false when there is no such user.
+    public func setDisabled(_ id: UserID, _ disabled: Bool) async throws(SessionError) -> Bool {
+        let key = keys.user(id)
+        return try await withStore {
+            try await redis.evaluate(Self.updateScript, keys: [key], arguments: ["disabled", disabled ? "1" : "0"], durable: true)
+        }.int == 1
+    }
+
+    /// Removes a user's record and, if it still points to them, their username reservation.
+    public func delete(_ record: UserRecord) async throws(SessionError) {
+        let (userKey, nameKey) = (keys.user(record.user.id), keys.username(Credentials.normalize(record.user.username)))
+        try await withStore {
+            _ = try await redis.evaluate(Self.releaseScript, keys: [nameKey], arguments: [record.user.id.text], durable: true)
+            _ = try await redis.send(RedisCommand("DEL", [userKey]))
+        }
+        _ = names.withLockedValue { $0.removeValue(forKey: record.user.id) }
+    }
+
     /// The username of a user ID (cached after the first lookup).
     public func username(for id: UserID) async throws(SessionError) -> String? {
         if let name = names.withLockedValue({ $0[id] }) { return name }
@@ -85,6 +135,25 @@ public final class RedisUserStore: UserStore {
             redis.call('HSET', KEYS[1], 'name', ARGV[1], 'pw', ARGV[2], 'created', redisTime())
             return 1
             """
+    )
+
+    /// KEYS: user key. ARGV: field, value. Sets the field of an existing record: 1, or 0 when there is none.
+    static let updateScript = RedisScript(
+        name: "update_user",
+        """
+        if not redis.call('HGET', KEYS[1], 'name') then return 0 end
+        redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        return 1
+        """
+    )
+
+    /// KEYS: username key. ARGV: user ID. Releases the name if it is that user's.
+    static let releaseScript = RedisScript(
+        name: "release_user",
+        """
+        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+        return 0
+        """
     )
 
     /// KEYS: username key. ARGV: user ID. 1 when reserved, 0 when taken.

@@ -17,6 +17,7 @@ public struct SessionError: Error, Sendable, CustomStringConvertible {
             case storeUnavailable = "store_unavailable"
             case notFound = "not_found"
             case overloaded = "overloaded"
+            case accountDisabled = "account_disabled"
         }
 
         private let base: Base
@@ -35,6 +36,8 @@ public struct SessionError: Error, Sendable, CustomStringConvertible {
         public static var storeUnavailable: Self { .init(.storeUnavailable) }
         public static var notFound: Self { .init(.notFound) }
         public static var overloaded: Self { .init(.overloaded) }
+        /// The password was right, but an operator disabled the account.
+        public static var accountDisabled: Self { .init(.accountDisabled) }
     }
 
     /// The kind of failure.
@@ -72,6 +75,8 @@ public struct SessionError: Error, Sendable, CustomStringConvertible {
     }
     public static var notFound: Self { .init(.notFound, "no such session") }
     public static var overloaded: Self { .init(.overloaded, "too many logins in progress; try again shortly", retryAfter: 1) }
+    public static var accountDisabled: Self { .init(.accountDisabled, "this account is disabled") }
+    public static var userNotFound: Self { .init(.notFound, "no such user") }
 }
 
 extension SessionError {

@@ -11,6 +11,16 @@ package import NIOCore
 public protocol SessionStore: Sendable {
     /// Starts a session for a user and returns its token (the only copy; the store keeps a hash).
     func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session)
+    /// Starts a session unless the account is disabled (`accountDisabled`) or its state is no longer `stamp` — its
+    /// credentials changed after the login read it (`invalidCredentials`); nil `stamp`: any state but disabled.
+    func create(for user: UserID, expecting stamp: AccountStamp?) async throws(SessionError) -> (token: SessionToken, session: Session)
+    /// The account's state as session creation sees it; read before the password is checked.
+    func accountStamp(of user: UserID) async throws(SessionError) -> AccountStamp
+    /// Changes the account's state and ends its sessions (but `keeping`) in one atomic step; returns the ended IDs.
+    @discardableResult
+    func changeAccount(of user: UserID, _ change: AccountChange, keeping: SessionID?) async throws(SessionError) -> [SessionID]
+    /// How many sessions of the user are live.
+    func liveSessionCount(for user: UserID) async throws(SessionError) -> Int
     /// The live session of a token, renewing its idle deadline; nil when unknown, expired or revoked.
     /// The hot path: one store round trip.
     func authenticate(_ token: SessionToken) async throws(SessionError) -> Session?
@@ -44,6 +54,16 @@ public protocol UserStore: Sendable {
     func find(username: String) async throws(SessionError) -> (user: User, passwordHash: String)?
     /// The username of a user ID, or nil when no such user exists.
     func username(for id: UserID) async throws(SessionError) -> String?
+    /// The user ID a username is registered under (case-insensitively), or nil.
+    func userID(username: String) async throws(SessionError) -> UserID?
+    /// A user's record by ID, or nil.
+    func record(_ id: UserID) async throws(SessionError) -> UserRecord?
+    /// Replaces a user's password hash; false when there is no such user.
+    func setPassword(_ id: UserID, hash: String) async throws(SessionError) -> Bool
+    /// Marks a user disabled or not; false when there is no such user.
+    func setDisabled(_ id: UserID, _ disabled: Bool) async throws(SessionError) -> Bool
+    /// Removes a user's record and their username reservation.
+    func delete(_ record: UserRecord) async throws(SessionError)
 }
 
 /// Whether the store behind the service answers: `/readyz`.
@@ -85,4 +105,32 @@ public struct SessionCursor: Sendable, Hashable {
 
     /// The text to hand out (`next_cursor`).
     public var text: String { "\(score)-\(id.hex)" }
+}
+
+/// An account's state as session creation checks it, read before a password check and compared when the session is
+/// created: a change in between (a password change, a disable) refuses the session.
+public struct AccountStamp: Sendable, Hashable {
+    /// `<n>`, `d<n>` or `x` (see `KeySchema`).
+    public let text: String
+
+    public init(text: String) { self.text = text }
+
+    /// Disabled, or being deleted: no new session.
+    public var refusesSessions: Bool { text.hasPrefix("d") || text.hasPrefix("x") }
+}
+
+/// What an account change does, beside ending sessions.
+public enum AccountChange: String, Sendable {
+    /// New credentials (a password change or reset): a login that proved the old ones gets no session.
+    case credentials
+    /// New credentials, and no session ends (a password change with `end_other_sessions: false`).
+    case credentialsKeepingSessions = "credentials_keep"
+    /// Disabled: no session until enabled.
+    case disable
+    /// Enabled again; ends nothing.
+    case enable
+    /// Being deleted: no session ever again, until `purge`.
+    case delete
+    /// The last step of a deletion: the state itself goes.
+    case purge
 }

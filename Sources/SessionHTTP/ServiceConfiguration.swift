@@ -42,6 +42,8 @@ public struct ServiceConfiguration: Sendable {
     public var accessTokens: AccessTokenIssuer?
     /// Who may call `POST /v1/introspect` and `POST /v1/revoke` (`INTROSPECTION_CLIENTS`).
     public var introspectionClients: IntrospectionClients
+    /// The operator API's listener and clients (`ADMIN_PORT`, `ADMIN_HOST`, `ADMIN_CLIENTS`); nil: none.
+    public var admin: AdminSettings?
     /// What the executable should log at start about settings it adjusted (never a secret).
     public var warnings: [String] = []
     /// Which requests get a span while tracing (the executable sets it from `OTEL_TRACES_SAMPLER`; see `TraceSampling`).
@@ -128,6 +130,9 @@ public struct ServiceConfiguration: Sendable {
             allowedOrigins: Set(options.allowedOrigins.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         )
         introspectionClients = IntrospectionClients(parsing: options.introspectionClients)
+        admin = options.adminPort.map {
+            AdminSettings(host: options.adminHost, port: $0, clients: IntrospectionClients(parsing: options.adminClients))
+        }
         do {
             let keys: AccessTokenKeySet? =
                 if let file = options.jwtKeysFile {
@@ -166,5 +171,18 @@ public struct NearCacheSettings: Sendable, Equatable {
     public init(maxEntries: Int = 100_000, maxAge: Duration = .seconds(10)) {
         self.maxEntries = maxEntries
         self.maxAge = maxAge
+    }
+}
+
+/// The operator API's listener (`ADMIN_HOST`, `ADMIN_PORT`) and its Basic clients (`ADMIN_CLIENTS`).
+public struct AdminSettings: Sendable {
+    public var host: String
+    public var port: Int
+    public var clients: IntrospectionClients
+
+    public init(host: String = "127.0.0.1", port: Int, clients: IntrospectionClients) {
+        self.host = host
+        self.port = port
+        self.clients = clients
     }
 }

@@ -1,4 +1,4 @@
-// Over 300 lines: every setting (49 flags) is declared exactly once here — its flag, environment variable, default
+// Over 300 lines: every setting (52 flags) is declared exactly once here — its flag, environment variable, default
 // and help text — and a split by topic would scatter the one list the README's table mirrors.
 
 public import ArgumentParser
@@ -181,6 +181,15 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: "Clients of POST /v1/introspect and /v1/revoke (HTTP Basic): id:secret, comma-separated; empty: none.")
     public var introspectionClients = ""
 
+    @Option(help: ArgumentHelp("Port of the operator API (/v1/admin/*, its own listener); unset: no operator API.", valueName: "0-65535"))
+    public var adminPort: Int?
+
+    @Option(help: "Address the operator API listens on.")
+    public var adminHost = "127.0.0.1"
+
+    @Option(help: "Clients of the operator API (HTTP Basic): name:secret, comma-separated; needed with --admin-port.")
+    public var adminClients = ""
+
     @Option(help: "on: serve GET /v1/verify in the channel pipeline; off: through the router (same answers).")
     public var verifyFastPath: Switch = .on
 
@@ -226,15 +235,12 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         if jwtKeysFile == nil, let jwtHs256Secret, jwtHs256Secret.allSatisfy(\.isWhitespace) {
             throw ValidationError("--jwt-hs256-secret must not be whitespace")
         }
-        for client in introspectionClients.split(separator: ",") {
-            let parts = client.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-                throw ValidationError("--introspection-clients must be id:secret pairs, comma-separated")
-            }
-        }
-        if let weak = IntrospectionClients.weakClients(parsing: introspectionClients).first {
-            throw ValidationError(
-                "--introspection-clients: the secret of client '\(weak)' is shorter than \(IntrospectionClients.minimumSecretLength) characters")
+        try Self.checkClients(introspectionClients, "introspection-clients")
+        try Self.checkClients(adminClients, "admin-clients")
+        if let adminPort {
+            try Self.check(adminPort, in: 0...65535, "admin-port")
+            guard !adminClients.isEmpty else { throw ValidationError("--admin-port needs --admin-clients (name:secret,…)") }
+            if adminPort != 0, adminPort == port, adminHost == host { throw ValidationError("--admin-port must differ from --port") }
         }
         if let redisMinReplicas { try Self.check(redisMinReplicas, in: 0...100, "redis-min-replicas") }
         guard keyPrefix.utf8.count <= 64 else { throw ValidationError("--key-prefix must be at most 64 bytes") }
@@ -261,6 +267,19 @@ public struct ServiceOptions: ParsableArguments, Sendable {
             _ = try TrustedProxies(parsing: trustedProxies)
         } catch {
             throw ValidationError("--trusted-proxies: \(error.description)")
+        }
+    }
+
+    /// `id:secret` pairs, comma-separated, every secret at least `IntrospectionClients.minimumSecretLength` long.
+    static func checkClients(_ text: String, _ flag: String) throws {
+        for client in text.split(separator: ",") {
+            let parts = client.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw ValidationError("--\(flag) must be id:secret pairs, comma-separated")
+            }
+        }
+        if let weak = IntrospectionClients.weakClients(parsing: text).first {
+            throw ValidationError("--\(flag): the secret of client '\(weak)' is shorter than \(IntrospectionClients.minimumSecretLength) characters")
         }
     }
 

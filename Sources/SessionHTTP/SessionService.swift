@@ -46,6 +46,21 @@ public enum SessionService {
             traceSampling: configuration.traceSampling, metricsText: metricsText
         )
         routes.add(to: router)
+        var services = services
+        if let admin = configuration.admin {
+            // Its own listener: the public port never routes /v1/admin/* (404 there).
+            let adminRouter = Router(context: SessionRequestContext.self)
+            AdminRoutes(
+                accounts: accounts, clients: admin.clients, trustedProxies: configuration.trustedProxies, maxBodySize: configuration.maxBodySize,
+                telemetry: routes.telemetry
+            ).add(to: adminRouter)
+            var adminLogger = logger
+            adminLogger[metadataKey: "listener"] = "admin"
+            services.append(
+                Application(
+                    router: adminRouter, configuration: .init(address: .hostname(admin.host, port: admin.port), serverName: nil),
+                    logger: adminLogger))
+        }
         let verification =
             configuration.verifyFastPath
             ? EdgeHandler.Shared(

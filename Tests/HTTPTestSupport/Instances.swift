@@ -39,14 +39,23 @@ public enum Instances {
         _ count: Int, _ configuration: ServiceConfiguration, waitForRedis: Bool = true,
         _ body: @escaping @Sendable ([any TestClientProtocol]) async throws -> Void
     ) async throws {
-        try await start(count, configuration, clients: [], waitForRedis: waitForRedis, body)
+        try await with(Array(repeating: configuration, count: count), waitForRedis: waitForRedis, body)
+    }
+
+    /// Runs `body` with one live instance of each configuration (instances sharing a store, one of them with a listener
+    /// of its own, say).
+    public static func with(
+        _ configurations: [ServiceConfiguration], waitForRedis: Bool = true,
+        _ body: @escaping @Sendable ([any TestClientProtocol]) async throws -> Void
+    ) async throws {
+        try await start(configurations[...], clients: [], waitForRedis: waitForRedis, body)
     }
 
     private static func start(
-        _ remaining: Int, _ configuration: ServiceConfiguration, clients: [any TestClientProtocol], waitForRedis: Bool,
+        _ remaining: ArraySlice<ServiceConfiguration>, clients: [any TestClientProtocol], waitForRedis: Bool,
         _ body: @escaping @Sendable ([any TestClientProtocol]) async throws -> Void
     ) async throws {
-        guard remaining > 0 else {
+        guard let configuration = remaining.first else {
             if waitForRedis {
                 for client in clients { try await waitUntilReady(client) }
             }
@@ -57,7 +66,7 @@ public enum Instances {
         logger.logLevel = .critical
         let app = SessionService.makeApplication(configuration: configuration, logger: logger)
         try await app.test(.live) { client in
-            try await start(remaining - 1, configuration, clients: clients + [client], waitForRedis: waitForRedis, body)
+            try await start(remaining.dropFirst(), clients: clients + [client], waitForRedis: waitForRedis, body)
         }
     }
 

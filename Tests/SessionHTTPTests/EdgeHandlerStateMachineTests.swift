@@ -260,6 +260,12 @@ final class StubStore: EventLoopSessionAuthenticating {
     }
 
     func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) { throw .storeUnavailable(nil) }
+    func create(for user: UserID, expecting stamp: AccountStamp?) async throws(SessionError) -> (token: SessionToken, session: Session) {
+        throw .storeUnavailable(nil)
+    }
+    func accountStamp(of user: UserID) async throws(SessionError) -> AccountStamp { AccountStamp(text: "0") }
+    func changeAccount(of user: UserID, _ change: AccountChange, keeping: SessionID?) async throws(SessionError) -> [SessionID] { [] }
+    func liveSessionCount(for user: UserID) async throws(SessionError) -> Int { 0 }
     func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? { nil }
     func peek(_ token: SessionToken) async throws(SessionError) -> Session? { nil }
     func session(_ id: SessionID, of user: UserID) async throws(SessionError) -> Session? { nil }

@@ -178,6 +178,29 @@ try:
     check("and the session it aimed at is still signed in", first.find_element(By.ID, "who").text == user)
     evil.shutdown()
 
+    # Change the password from the page: a wrong current one is refused; the right one keeps this browser signed in
+    # and ends the other sessions (the API ones).
+    def change_password(current, new):
+        first.find_element(By.ID, "current-password").send_keys(current)
+        first.find_element(By.ID, "new-password").send_keys(new)
+        first.find_element(By.ID, "change-password-submit").click()
+        WebDriverWait(first, 10).until(lambda d: "password=" in d.current_url or "error=" in d.current_url)
+        wait_visible(first, "signed-in")
+        WebDriverWait(first, 10).until(lambda d: d.find_element(By.ID, "status").text)
+
+    change_password("not my password", "a brand new password")
+    check("a wrong current password is refused on the page", "current password is wrong" in first.find_element(By.ID, "status").text,
+          first.find_element(By.ID, "status").text)
+    first.get(BASE + "/account")
+    wait_visible(first, "signed-in")
+    change_password(PASSWORD, "a brand new password")
+    check("the page says the password changed", "password was changed" in first.find_element(By.ID, "status").text,
+          first.find_element(By.ID, "status").text)
+    check("the other sessions ended with it", all(api("GET", "/v1/verify", token=t)[0] == 401 for t in tokens))
+    check("this browser is still signed in", first.find_element(By.ID, "who").text == user)
+    check("the new password logs in", api("POST", "/v1/login", {"username": user, "password": "a brand new password"})[0] == 200)
+    first.save_screenshot(os.path.join(SHOTS, "account-password-changed.png"))
+
     # Sign out everywhere: every session of the user ends, API ones included.
     first.find_element(By.ID, "sign-out-everywhere").click()
     wait_visible(first, "signed-out")

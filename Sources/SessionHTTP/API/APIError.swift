@@ -87,7 +87,7 @@ public struct APIError: HTTPResponseError, Sendable {
         switch error.code {
         case .invalidRequest: status = .badRequest
         case .usernameTaken: status = .conflict
-        case .registrationClosed: status = .forbidden
+        case .registrationClosed, .accountDisabled: status = .forbidden
         case .invalidCredentials: status = .unauthorized
         case .tooManyAttempts: status = .tooManyRequests
         case .storeUnavailable, .overloaded: status = .serviceUnavailable

@@ -52,6 +52,14 @@ struct CredentialsBody: Decodable {
                 throw APIError.invalidRequest("the form needs username and password fields")
             }
         }
+        return try JSONBody.decode(CredentialsBody.self, buffer, mediaType: mediaType, fields: "username and password")
+    }
+}
+
+/// A JSON request body read whole: the media type checked (415 otherwise, naming the form too), a field given twice
+/// refused, decoding errors as 400 `invalid_request` with the decoder's reason.
+enum JSONBody {
+    static func decode<T: Decodable>(_ type: T.Type, _ buffer: ByteBuffer, mediaType: String, fields: String) throws -> T {
         guard mediaType == "application/json" || (mediaType.hasPrefix("application/") && mediaType.hasSuffix("+json")) else {
             throw APIError(
                 .unsupportedMediaType, code: "unsupported_media_type", message: "send application/json or application/x-www-form-urlencoded")
@@ -59,9 +67,9 @@ struct CredentialsBody: Decodable {
         if let keys = JSONKeys.topLevel(Array(buffer.readableBytesView)), Set(keys).count != keys.count {
             throw APIError.invalidRequest("a field appears twice in the JSON object")
         }
-        guard buffer.readableBytes > 0 else { throw APIError.invalidRequest("the body must be a JSON object with username and password") }
+        guard buffer.readableBytes > 0 else { throw APIError.invalidRequest("the body must be a JSON object with \(fields)") }
         do {
-            return try JSONDecoder().decode(CredentialsBody.self, from: Data(buffer.readableBytesView))
+            return try JSONDecoder().decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
             throw APIError.invalidRequest(APIMiddleware<SessionRequestContext>.describe(error))
         } catch {
@@ -82,6 +90,18 @@ enum FormBody {
             // A malformed body on the wire (bad chunked encoding, a truncated stream): the client's fault, never a 500.
             throw APIError.invalidRequest("the request body could not be read")
         }
+    }
+
+    /// A form's fields, decoded (`+` is a space, percent escapes); of a name given twice, the last.
+    static func fields(_ text: String) -> [String: String] {
+        var fields: [String: String] = [:]
+        for pair in text.split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let decode = { (part: Substring) in String(part).replacingOccurrences(of: "+", with: " ").removingPercentEncoding }
+            guard let name = decode(parts[0]), let value = parts.count == 2 ? decode(parts[1]) : "" else { continue }
+            fields[name] = value
+        }
+        return fields
     }
 
     /// A form body as text; 400 unless it is valid UTF-8.

@@ -26,6 +26,13 @@ extension Routes {
     /// 1 EVALSHA, reading at most `limit` + 1 + `MAX_SESSIONS_PER_USER` index entries.
     func list(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let current = try Self.session(context)
+        let (limit, cursor) = try Self.pageParameters(request)
+        let page = try await core(context) { try await sessions.sessions(for: current.userID, after: cursor, limit: limit) }
+        return try Self.sessionsPage(page, current: current.id)
+    }
+
+    /// `?limit=` (1 to `maxPage`, default `maxPage`) and `?cursor=` (one a page gave out) of a session listing.
+    static func pageParameters(_ request: Request) throws -> (limit: Int, cursor: SessionCursor?) {
         var limit = Self.maxPage
         if let text = request.uri.queryParameters.get("limit") {
             guard let value = Int(text), (1...Self.maxPage).contains(value) else {
@@ -38,8 +45,13 @@ extension Routes {
             guard let value = SessionCursor(text: text) else { throw APIError.invalidRequest("cursor is not one a page gave out") }
             cursor = value
         }
-        let page = try await core(context) { try await sessions.sessions(for: current.userID, after: cursor, limit: limit) }
-        return try Self.json(.ok) { object in
+        return (limit, cursor)
+    }
+
+    /// `{"sessions": [...], "next_cursor"}`; each item says whether it is `current` when there is a current session
+    /// (the user's own listing), not on the operator API.
+    static func sessionsPage(_ page: SessionPage, current: SessionID?) throws -> Response {
+        try json(.ok) { object in
             object.array(
                 "sessions",
                 page.sessions.map { session in
@@ -48,7 +60,7 @@ extension Routes {
                         entry.field("created_at", UTCTime.rfc3339(session.createdAt))
                         entry.field("last_seen_at", UTCTime.rfc3339(session.lastSeenAt))
                         entry.field("expires_at", UTCTime.rfc3339(session.expiresAt))
-                        entry.field("current", session.id == current.id)
+                        if let current { entry.field("current", session.id == current) }
                     }
                 }
             )

@@ -60,7 +60,8 @@ public struct Routes: Sendable {
     /// Every path the API can serve, and its methods.
     static func allowedMethods(for path: String) -> [String]? {
         switch path {
-        case "/v1/users", "/v1/login", "/v1/logout", "/v1/browser/login", "/v1/browser/logout", "/v1/token", "/v1/introspect", "/v1/revoke":
+        case "/v1/users", "/v1/login", "/v1/logout", "/v1/browser/login", "/v1/browser/logout", "/v1/token", "/v1/introspect", "/v1/revoke",
+            "/v1/password":
             return ["POST"]
         case "/.well-known/jwks.json": return ["GET", "HEAD"]
         case "/v1/session", "/v1/verify", "/healthz", "/readyz", "/metrics", "/account", "/account/account.css", "/account/account.js":
@@ -116,6 +117,7 @@ public struct Routes: Sendable {
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
             return try await self.logout(context)
         }
+        authenticated.post("/v1/password") { request, context in try await self.changePassword(request, context) }
         authenticated.get("/v1/sessions") { request, context in try await self.list(request, context) }
         authenticated.delete("/v1/sessions") { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)

@@ -8,7 +8,11 @@ const messages = {
   too_many_attempts: "Too many attempts. Try again later.",
   cross_origin_request: "That request came from another site and was refused.",
   store_unavailable: "The service is unavailable. Try again in a moment.",
+  account_disabled: "This account is disabled.",
+  invalid_request: "The new password does not meet the rules (8 to 256 characters).",
 };
+// On the signed-in page, a wrong password is the current one (the change-password form).
+const signedInMessages = { invalid_credentials: "The current password is wrong." };
 
 function status(text, isError) {
   $("status").textContent = text;
@@ -71,7 +75,9 @@ async function show() {
     $("who").textContent = me.body.username;
     const list = await api("GET", "/v1/sessions");
     renderSessions(list.status === 200 ? list.body.sessions : []);
-    status("");
+    const changed = new URLSearchParams(location.search).get("password") === "changed";
+    if (error) status(signedInMessages[error] || messages[error] || "That did not work.", true);
+    else status(changed ? "Your password was changed." : "");
   } else if (me.status === 401) {
     $("signed-in").hidden = true;
     $("signed-out").hidden = false;

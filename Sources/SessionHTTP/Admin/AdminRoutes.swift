@@ -1,0 +1,179 @@
+import Foundation
+import HTTPTypes
+public import Hummingbird
+import Logging
+import Metrics
+import NIOCore
+public import SessionCore
+
+/// The operator API (`/v1/admin/*`), served only on its own listener (`ADMIN_PORT`): the public port does not know
+/// these paths (404). Every request needs HTTP Basic credentials of `ADMIN_CLIENTS` (401 `invalid_client` otherwise;
+/// failures throttled per client name and per address, like the introspection clients'); every action is logged at
+/// info with `admin_client`, the action and the `user_id`, and counted in `session_admin_actions_total{action}`.
+public struct AdminRoutes: Sendable {
+    let accounts: AccountService
+    let clients: IntrospectionClients
+    let trustedProxies: TrustedProxies
+    let maxBodySize: Int
+    let telemetry: RequestTelemetry
+
+    static let realm = "session-service-admin"
+
+    init(accounts: AccountService, clients: IntrospectionClients, trustedProxies: TrustedProxies, maxBodySize: Int, telemetry: RequestTelemetry) {
+        self.accounts = accounts
+        self.clients = clients
+        self.trustedProxies = trustedProxies
+        self.maxBodySize = maxBodySize
+        self.telemetry = telemetry
+    }
+
+    /// The admin paths and their methods (405 + `Allow`; 404 for any other path).
+    static func allowedMethods(for path: String) -> [String]? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+        guard parts.count >= 3, parts.prefix(3).elementsEqual(["v1", "admin", "users"]) else { return nil }
+        let rest = Array(parts.dropFirst(3))
+        switch rest.count {
+        case 0: return ["GET", "HEAD"]
+        case 1 where !rest[0].isEmpty: return ["GET", "HEAD", "DELETE"]
+        case 2 where rest[1] == "sessions": return ["GET", "HEAD", "DELETE"]
+        case 2 where rest[1] == "disable" || rest[1] == "enable": return ["POST"]
+        case 2 where rest[1] == "password": return ["PUT"]
+        case 3 where rest[1] == "sessions" && !rest[2].isEmpty: return ["DELETE"]
+        default: return nil
+        }
+    }
+
+    public func add(to router: Router<SessionRequestContext>) {
+        router.add(middleware: APIMiddleware(telemetry: telemetry, allowedMethods: Self.allowedMethods))
+        router.get("/v1/admin/users") { request, context in
+            let client = try await authorize(request, context)
+            guard let name = request.uri.queryParameters.get("username"), !name.isEmpty else {
+                throw APIError.invalidRequest("give ?username=<name>")
+            }
+            guard let id = try await core(context, { try await accounts.users.userID(username: name) }) else { throw APIError(.userNotFound) }
+            return try await userObject(id, client: client, action: "find_user", context)
+        }
+        router.get("/v1/admin/users/{user_id}") { request, context in
+            let client = try await authorize(request, context)
+            return try await userObject(try Self.userID(context), client: client, action: "get_user", context)
+        }
+        router.get("/v1/admin/users/{user_id}/sessions") { request, context in
+            let client = try await authorize(request, context)
+            let user = try await existing(try Self.userID(context), context)
+            let (limit, cursor) = try Routes.pageParameters(request)
+            let page = try await core(context) { try await accounts.sessions.sessions(for: user, after: cursor, limit: limit) }
+            record("list_sessions", client: client, user: user, context)
+            return try Routes.sessionsPage(page, current: nil)
+        }
+        router.delete("/v1/admin/users/{user_id}/sessions") { request, context in
+            let client = try await authorize(request, context)
+            let user = try await existing(try Self.userID(context), context)
+            try await core(context) { try await accounts.sessions.revokeAll(for: user) }
+            record("end_sessions", client: client, user: user, context)
+            return Response(status: .noContent)
+        }
+        router.delete("/v1/admin/users/{user_id}/sessions/{session_id}") { request, context in
+            let client = try await authorize(request, context)
+            let user = try Self.userID(context)
+            guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text),
+                try await core(context, { try await accounts.sessions.revoke(id, of: user) })
+            else { throw APIError(SessionError.notFound) }
+            record("end_session", client: client, user: user, context)
+            return Response(status: .noContent)
+        }
+        for (action, disabled) in [("disable", true), ("enable", false)] {
+            router.post("/v1/admin/users/{user_id}/\(action)") { request, context in
+                let client = try await authorize(request, context)
+                let user = try Self.userID(context)
+                try await core(context) { try await accounts.setDisabled(user, disabled) }
+                record(action, client: client, user: user, context)
+                return Response(status: .noContent)
+            }
+        }
+        router.put("/v1/admin/users/{user_id}/password") { request, context in
+            let client = try await authorize(request, context)
+            let user = try Self.userID(context)
+            let buffer = try await FormBody.collect(request, limit: maxBodySize)
+            let body = try JSONBody.decode(NewPasswordBody.self, buffer, mediaType: CredentialsBody.mediaType(request), fields: "new_password")
+            let address = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
+            try await core(context) { try await accounts.resetPassword(of: user, to: body.newPassword, clientAddress: address) }
+            record("reset_password", client: client, user: user, context)
+            return Response(status: .noContent)
+        }
+        router.delete("/v1/admin/users/{user_id}") { request, context in
+            let client = try await authorize(request, context)
+            let user = try Self.userID(context)
+            try await core(context) { try await accounts.delete(user) }
+            record("delete", client: client, user: user, context)
+            return Response(status: .noContent)
+        }
+    }
+
+    /// `{"user_id","username","created_at","disabled","sessions"}`; 404 `not_found` for no such user.
+    private func userObject(_ id: UserID, client: String, action: String, _ context: SessionRequestContext) async throws -> Response {
+        guard let found = try await core(context, { try await accounts.users.record(id) }) else { throw APIError(.userNotFound) }
+        let live = try await core(context) { try await accounts.sessions.liveSessionCount(for: id) }
+        record(action, client: client, user: id, context)
+        return try Routes.json(.ok) { object in
+            object.field("user_id", id.text)
+            object.field("username", found.user.username)
+            object.field("created_at", UTCTime.rfc3339(Date(timeIntervalSince1970: Double(found.createdAt) / 1000)))
+            object.field("disabled", found.disabled)
+            object.field("sessions", live)
+        }
+    }
+
+    private func existing(_ id: UserID, _ context: SessionRequestContext) async throws -> UserID {
+        guard try await core(context, { try await accounts.users.record(id) }) != nil else { throw APIError(.userNotFound) }
+        return id
+    }
+
+    /// The path's user ID; 404 `not_found` when it is not one (nobody has it).
+    private static func userID(_ context: SessionRequestContext) throws -> UserID {
+        guard let text = context.parameters.get("user_id"), let id = UserID(text) else { throw APIError(.userNotFound) }
+        return id
+    }
+
+    /// HTTP Basic against `ADMIN_CLIENTS`, throttled per offered name and per address (429 + `Retry-After`, checked
+    /// before the secret); 401 `invalid_client` otherwise. Returns the client's name.
+    private func authorize(_ request: Request, _ context: SessionRequestContext) async throws -> String {
+        let authorization = request.headers[.authorization]
+        let offered = IntrospectionClients.offeredID(authorization: authorization) ?? ""
+        let address = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
+        // Counted apart from the introspection clients': one name may be both.
+        let throttled = "admin:" + offered
+        try await core(context) { try await accounts.throttle.checkClient(name: throttled, clientAddress: address) }
+        guard let client = clients.client(authorization: authorization) else {
+            context.logger.warning("admin authentication failed", metadata: ["admin_client": "\(offered)", "client.address": "\(address)"])
+            Counter(label: "session_client_auth_failures_total").increment()
+            try await core(context) { try await accounts.throttle.recordClientFailure(name: throttled, clientAddress: address) }
+            throw APIError(
+                .unauthorized, code: "invalid_client", message: "authenticate with HTTP Basic as a client in ADMIN_CLIENTS",
+                headers: [.wwwAuthenticate: "Basic realm=\"\(Self.realm)\", charset=\"UTF-8\""])
+        }
+        return client
+    }
+
+    private func record(_ action: String, client: String, user: UserID, _ context: SessionRequestContext) {
+        Counter(label: "session_admin_actions_total", dimensions: [("action", action)]).increment()
+        context.logger.info("admin action", metadata: ["admin_client": "\(client)", "action": "\(action)", "user_id": "\(user)"])
+    }
+
+    private func core<T>(_ context: SessionRequestContext, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as SessionError {
+            if error.code == .storeUnavailable { context.logger.error("session store failed", metadata: ["error": "\(error)"]) }
+            throw APIError(error)
+        }
+    }
+}
+
+/// `{"new_password"}`.
+struct NewPasswordBody: Decodable {
+    let newPassword: String
+
+    enum CodingKeys: String, CodingKey {
+        case newPassword = "new_password"
+    }
+}

@@ -1,0 +1,239 @@
+import Foundation
+import HTTPTestSupport
+import HTTPTypes
+import HummingbirdTesting
+import NIOCore
+import Redis
+import SessionCore
+import SessionHTTP
+import TestSupport
+import Testing
+
+/// The account around a session (issue 24): a password change that ends the other sessions, the operator API on its own
+/// listener, disabled and deleted accounts — on real instances sharing real Redis, two where "every instance" is
+/// promised.
+@Suite struct AccountLifecycleTests {
+    static let admin = "ops:ops-secret-0123456789"
+
+    static func adminHeaders(_ credentials: String = admin) -> HTTPFields {
+        [.authorization: "Basic " + Data(credentials.utf8).base64EncodedString(), .contentType: "application/json"]
+    }
+
+    /// A configuration with the operator API on a free port.
+    static func configuration(redis: RedisConfiguration? = nil, environment: [String: String] = [:]) async throws -> (ServiceConfiguration, Int) {
+        let port = try RedisServerProcess.freePort()
+        let configuration = try await Instances.configuration(
+            environment: ["ADMIN_PORT": "\(port)", "ADMIN_CLIENTS": admin].merging(environment) { $1 }
+        ) { configuration in
+            if var redis {
+                redis.connectionCount = 2
+                configuration.redis = redis
+            }
+        }
+        return (configuration, port)
+    }
+
+    /// Two instances of one store; the first serves the operator API (a port is one listener's).
+    static func two(_ configuration: ServiceConfiguration) -> [ServiceConfiguration] {
+        var second = configuration
+        second.admin = nil
+        return [configuration, second]
+    }
+
+    /// One call to the operator API.
+    static func adminCall(
+        _ port: Int, _ method: HTTPRequest.Method, _ uri: String, json: [String: Any]? = nil, credentials: String = admin
+    ) async throws -> (status: HTTPResponse.Status, json: [String: Any], headers: HTTPFields) {
+        let body = try json.map { ByteBuffer(bytes: Array(try JSONSerialization.data(withJSONObject: $0))) } ?? ByteBuffer()
+        return try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
+            let response = try await client.execute(
+                .init(uri, method: method, authority: "127.0.0.1", headers: adminHeaders(credentials), body: body))
+            let object = (try? JSONSerialization.jsonObject(with: Data((response.body ?? ByteBuffer()).readableBytesView))) as? [String: Any] ?? [:]
+            return (response.status, object, response.headers)
+        }
+    }
+
+    @Test func aPasswordChangeEndsTheOtherSessionsOnEveryInstanceAndKeepsTheCallers() async throws {
+        let (configuration, _) = try await Self.configuration(environment: ["LOGIN_MAX_FAILURES": "3"])
+        try await Instances.with(Self.two(configuration)) { clients in
+            let (a, b) = (clients[0], clients[1])
+            let name = uniqueName()
+            try await a.register(name)
+            let caller = try await a.login(name)
+            let others = [try await b.login(name), try await a.login(name)]
+            for token in others + [caller] {
+                for client in clients { #expect(try await client.call(.get, "/v1/verify", token: token).status == .ok) }  // cached
+            }
+            // The rules of registration; a missing field; a wrong current password (403, counted).
+            let short = try await a.call(.post, "/v1/password", token: caller, json: ["current_password": "correct horse", "new_password": "short"])
+            #expect(short.status == .badRequest && short.errorCode == "invalid_request")
+            #expect((short.json["message"] as? String)?.contains("8 to 256") == true)
+            #expect(try await a.call(.post, "/v1/password", token: caller, json: ["new_password": "another horse"]).status == .badRequest)
+            let wrong = try await a.call(
+                .post, "/v1/password", token: caller, json: ["current_password": "wrong horse", "new_password": "another horse"])
+            #expect(wrong.status == .forbidden && wrong.errorCode == "invalid_credentials")
+
+            let changed = try await a.call(
+                .post, "/v1/password", token: caller, json: ["current_password": "correct horse", "new_password": "another horse"])
+            #expect(changed.status == .noContent)
+            for token in others {
+                #expect(try await a.call(.get, "/v1/verify", token: token).status == .unauthorized)
+                #expect(try await b.verifyAfterRevocation(token: token).status == .unauthorized)
+            }
+            for client in clients { #expect(try await client.call(.get, "/v1/verify", token: caller).status == .ok) }
+            for client in clients {
+                #expect(try await client.call(.post, "/v1/login", json: ["username": name, "password": "correct horse"]).status == .unauthorized)
+            }
+            let fresh = try await b.login(name, "another horse")
+
+            // end_other_sessions: false keeps them; as a form (the account page's: a hidden false before the checkbox).
+            var headers: HTTPFields = [.authorization: "Bearer \(caller)", .contentType: "application/x-www-form-urlencoded"]
+            let form = "current_password=another+horse&new_password=third+horse+here&end_other_sessions=false"
+            let kept = try await a.executeRequest(uri: "/v1/password", method: .post, headers: headers, body: ByteBuffer(string: form))
+            #expect(kept.status == .seeOther && kept.headers[.location] == "/account?password=changed")
+            #expect(try await b.call(.get, "/v1/verify", token: fresh).status == .ok)
+            #expect(try await a.call(.post, "/v1/login", json: ["username": name, "password": "third horse here"]).status == .ok)
+
+            // Wrong current passwords count as failed logins: 429 + Retry-After past the limit (3 per user and address),
+            // and a login from the same address is throttled too.
+            headers[.contentType] = "application/json"
+            var last: TestResponse?
+            for _ in 0..<4 {
+                last = try await a.call(
+                    .post, "/v1/password", token: caller, json: ["current_password": "nope nope", "new_password": "fourth horse"])
+            }
+            #expect(last?.status == .tooManyRequests && last?.headers[.retryAfter] != nil)
+            #expect(try await b.call(.post, "/v1/login", json: ["username": name, "password": "third horse here"]).status == .tooManyRequests)
+        }
+    }
+
+    @Test func theOperatorAPIIsOnlyOnItsOwnPortAndNeedsItsClients() async throws {
+        let (configuration, port) = try await Self.configuration()
+        try await Instances.with(1, configuration) { clients in
+            #expect(try await clients[0].call(.get, "/v1/admin/users?username=x").status == .notFound)
+            let none = try await TestClient.withClient(host: "127.0.0.1", port: port) { client in
+                try await client.execute(.init("/v1/admin/users?username=x", method: .get, authority: "127.0.0.1", headers: [:], body: ByteBuffer()))
+            }
+            #expect(none.status == .unauthorized)
+            #expect(none.headers[.wwwAuthenticate] == "Basic realm=\"session-service-admin\", charset=\"UTF-8\"")
+            let wrong = try await Self.adminCall(port, .get, "/v1/admin/users?username=x", credentials: "ops:wrong-secret-0123456789")
+            #expect(wrong.status == .unauthorized && wrong.json["error"] as? String == "invalid_client")
+            #expect(try await Self.adminCall(port, .get, "/v1/admin/users?username=nobody-here").status == .notFound)
+            #expect(try await Self.adminCall(port, .get, "/v1/admin/users/not-a-uuid").status == .notFound)
+            #expect(try await Self.adminCall(port, .get, "/v1/admin/users/\(UUID().uuidString.lowercased())").status == .notFound)
+            #expect(try await Self.adminCall(port, .get, "/v1/verify").status == .notFound)
+            #expect(try await Self.adminCall(port, .post, "/v1/admin/users").status == .methodNotAllowed)
+        }
+        #expect(throws: ConfigurationError.self) { try ServiceConfiguration(environment: ["ADMIN_PORT": "9999"], arguments: []) }
+        #expect(throws: ConfigurationError.self) {
+            try ServiceConfiguration(environment: ["ADMIN_PORT": "9999", "ADMIN_CLIENTS": "ops:short"], arguments: [])
+        }
+    }
+
+    @Test func anOperatorEndsDisablesResetsAndDeletesAcrossInstances() async throws {
+        let (configuration, port) = try await Self.configuration()
+        try await Instances.with(Self.two(configuration)) { clients in
+            let (a, b) = (clients[0], clients[1])
+            let name = uniqueName("Op")
+            let user = try await a.register(name)
+            let tokens = [try await a.login(name), try await b.login(name)]
+            for token in tokens { for client in clients { #expect(try await client.call(.get, "/v1/verify", token: token).status == .ok) } }
+
+            let found = try await Self.adminCall(port, .get, "/v1/admin/users?username=\(name.uppercased())")
+            #expect(found.status == .ok && found.json["user_id"] as? String == user && found.json["username"] as? String == name)
+            #expect(found.json["disabled"] as? Bool == false && found.json["sessions"] as? Int == 2 && found.json["created_at"] is String)
+            let listed = try await Self.adminCall(port, .get, "/v1/admin/users/\(user)/sessions?limit=1")
+            #expect((listed.json["sessions"] as? [[String: Any]])?.count == 1 && listed.json["next_cursor"] is String)
+            #expect((listed.json["sessions"] as? [[String: Any]])?.first?["current"] == nil)
+
+            // One session, then all of them.
+            let sessionID = try await a.call(.get, "/v1/session", token: tokens[0]).json["session_id"] as? String ?? ""
+            #expect(try await Self.adminCall(port, .delete, "/v1/admin/users/\(user)/sessions/\(sessionID)").status == .noContent)
+            #expect(try await Self.adminCall(port, .delete, "/v1/admin/users/\(user)/sessions/\(sessionID)").status == .notFound)
+            #expect(try await b.verifyAfterRevocation(token: tokens[0]).status == .unauthorized)
+            #expect(try await Self.adminCall(port, .delete, "/v1/admin/users/\(user)/sessions").status == .noContent)
+            #expect(try await a.verifyAfterRevocation(token: tokens[1]).status == .unauthorized)
+
+            // Disable: every session ends; the right password gets 403 account_disabled, a wrong one still 401.
+            let live = try await b.login(name)
+            #expect(try await a.call(.get, "/v1/verify", token: live).status == .ok)
+            #expect(try await Self.adminCall(port, .post, "/v1/admin/users/\(user)/disable").status == .noContent)
+            #expect(try await Self.adminCall(port, .post, "/v1/admin/users/\(user)/disable").status == .noContent)
+            #expect(try await a.verifyAfterRevocation(token: live).status == .unauthorized)
+            #expect(try await b.call(.get, "/v1/verify", token: live).status == .unauthorized)
+            let refused = try await a.call(.post, "/v1/login", json: ["username": name, "password": "correct horse"])
+            #expect(refused.status == .forbidden && refused.errorCode == "account_disabled")
+            #expect(try await b.call(.post, "/v1/login", json: ["username": name, "password": "wrong horse"]).status == .unauthorized)
+            let browser = try await b.call(.post, "/v1/browser/login", json: ["username": name, "password": "correct horse"])
+            #expect(browser.status == .forbidden && browser.headers[.setCookie] == nil)
+            #expect(try await Self.adminCall(port, .get, "/v1/admin/users/\(user)").json["disabled"] as? Bool == true)
+            #expect(try await Self.adminCall(port, .post, "/v1/admin/users/\(user)/enable").status == .noContent)
+            #expect(try await Self.adminCall(port, .post, "/v1/admin/users/\(user)/enable").status == .noContent)
+            let again = try await a.login(name)
+
+            // Reset: rules apply; every session ends; the new password works.
+            let weak = try await Self.adminCall(port, .put, "/v1/admin/users/\(user)/password", json: ["new_password": "short"])
+            #expect(weak.status == .badRequest && weak.json["error"] as? String == "invalid_request")
+            #expect(
+                try await Self.adminCall(port, .put, "/v1/admin/users/\(user)/password", json: ["new_password": "reset horse 1"]).status == .noContent
+            )
+            #expect(try await b.verifyAfterRevocation(token: again).status == .unauthorized)
+            let last = try await b.login(name, "reset horse 1")
+
+            // Delete: nothing of the user is left, and the name is free again.
+            #expect(try await Self.adminCall(port, .delete, "/v1/admin/users/\(user)").status == .noContent)
+            #expect(try await a.verifyAfterRevocation(token: last).status == .unauthorized)
+            #expect(try await Self.adminCall(port, .get, "/v1/admin/users/\(user)").status == .notFound)
+            #expect(try await Self.adminCall(port, .delete, "/v1/admin/users/\(user)").status == .notFound)
+            let prefix = configuration.sessions.keyPrefix
+            let left = try await TestRedis.withClient(try await TestRedis.configuration()) { redis in
+                try await redis.send(RedisCommand("KEYS", ["\(prefix)*\(user)*"])).array?.count ?? -1
+            }
+            #expect(left == 0)
+            let tagged = try await TestRedis.withClient(try await TestRedis.configuration()) { redis in
+                try await redis.send(RedisCommand("KEYS", ["\(prefix){*}s*"])).array?.count ?? -1
+            }
+            #expect(tagged == 0, "no session key of the user is left")
+            #expect(try await a.call(.post, "/v1/users", json: ["username": name, "password": "correct horse"]).status == .created)
+        }
+    }
+
+    /// 50 logins with the right password race a disable, ten times: once the disable has returned no session of the user
+    /// is alive, and none of the tokens the logins got is accepted.
+    @Test(arguments: ["node", "cluster"])
+    func aDisableThatReturnedLeavesNoSessionWhateverLoginsRace(shape: String) async throws {
+        let redis = shape == "cluster" ? try await TestRedis.clusterConfiguration() : nil
+        let (configuration, port) = try await Self.configuration(
+            redis: redis, environment: ["LOGIN_MAX_FAILURES": "1000000", "LOGIN_MAX_FAILURES_PER_USER": "1000000", "MAX_SESSIONS_PER_USER": "1000"])
+        try await Instances.with(Self.two(configuration)) { clients in
+            for round in 0..<10 {
+                let name = uniqueName("race")
+                let user = try await clients[0].register(name)
+                let tokens = try await withThrowingTaskGroup(of: String?.self) { group in
+                    for index in 0..<50 {
+                        group.addTask {
+                            let response = try await clients[index % 2].call(
+                                .post, "/v1/login", json: ["username": name, "password": "correct horse"])
+                            #expect(response.status == .ok || response.errorCode == "account_disabled", "\(response.status)")
+                            return response.json["token"] as? String
+                        }
+                    }
+                    group.addTask {
+                        try await Task.sleep(for: .milliseconds(Int.random(in: 0...40)))
+                        #expect(try await Self.adminCall(port, .post, "/v1/admin/users/\(user)/disable").status == .noContent)
+                        let object = try await Self.adminCall(port, .get, "/v1/admin/users/\(user)").json
+                        #expect(object["sessions"] as? Int == 0, "round \(round): sessions alive right after the disable returned")
+                        return nil
+                    }
+                    var tokens: [String] = []
+                    for try await token in group { if let token { tokens.append(token) } }
+                    return tokens
+                }
+                #expect(try await Self.adminCall(port, .get, "/v1/admin/users/\(user)").json["sessions"] as? Int == 0)
+                for token in tokens {
+                    for client in clients { #expect(try await client.verifyAfterRevocation(token: token).status == .unauthorized) }
+                }
+            }
+        }
+    }
+}
