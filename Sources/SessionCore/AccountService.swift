@@ -38,7 +38,7 @@ public struct AccountService: Sendable {
     /// The account state is read before the password hash, and the session is created only if it is unchanged (see
     /// `RedisSessionStore+account.swift` for why that keeps a disable or a password change race-free).
     /// - Throws: `invalidCredentials`, `accountDisabled`, `tooManyAttempts`, `storeUnavailable`, `overloaded`.
-    public func login(username: String, password: String, clientAddress: String) async throws(SessionError) -> (
+    public func login(username: String, password: String, clientAddress: String, userAgent: String? = nil) async throws(SessionError) -> (
         token: SessionToken, session: Session, user: User
     ) {
         try await throttle.check(username: username, clientAddress: clientAddress)
@@ -53,7 +53,8 @@ public struct AccountService: Sendable {
         }
         try await throttle.reset(username: username, clientAddress: clientAddress)
         guard !stamp.refusesSessions else { throw .accountDisabled }
-        let (token, session) = try await sessions.create(for: found.user.id, expecting: stamp)
+        let metadata = SessionMetadata(ip: clientAddress, userAgent: userAgent)
+        let (token, session) = try await sessions.create(for: found.user.id, expecting: stamp, metadata: metadata)
         // A deletion's last step removes the state the create compared, so a login that read the state before the
         // deletion began could create after it ended: the record says so now, and the session goes before anyone has it.
         let after = try await users.record(found.user.id)

@@ -5,7 +5,7 @@ import Redis
 ///
 /// | key | type | holds | expires |
 /// |---|---|---|---|
-/// | `P{t}s<16 bytes>` | string (28 bytes) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes) | idle timeout, renewed on use, never past the absolute expiry |
+/// | `P{t}s<16 bytes>` | string (28 bytes + metadata) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes); then where it was started (`SessionMetadata`: address, User-Agent), which verification never reads (`GETRANGE 0 27`) | idle timeout, renewed on use, never past the absolute expiry |
 /// | `P{t}x:<user-id>` | sorted set | the user's sessions: member = 16-byte session ID, score = absolute expiry (whole seconds, rounded up) | at the latest absolute expiry among them |
 /// | `P{t}a:<user-id>` | string | the user's account state, beside the sessions: `<n>` (credentials changed n times), `d<n>` (disabled), `x` (being deleted); absent = `0` | never (removed when back to `0` and on deletion) |
 /// | `Pu:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms), `disabled` (`1`, when disabled) | never |

@@ -9,7 +9,8 @@ public import Redis
 /// Sessions in Redis, shared by every instance: one `EVALSHA` per authenticated request — or none, for a session
 /// the near cache holds.
 ///
-/// A session is one 28-byte string keyed by a hash of the token, with a TTL of the idle timeout (capped by the
+/// A session is one string keyed by a hash of the token — 28 bytes, then where it was started (`SessionMetadata`, which
+/// no verification reads) — with a TTL of the idle timeout (capped by the
 /// absolute deadline) that use renews at most once per touch interval (see `SessionConfiguration.touchInterval`); a
 /// per-user sorted set indexes a user's sessions for listing and revocation without SCAN. Every script reads Redis'
 /// clock (`TIME`), so instances with skewed clocks agree. See `KeySchema` for the keys.
@@ -45,10 +46,12 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     public func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) {
-        try await create(for: user, expecting: nil)
+        try await create(for: user, expecting: nil, metadata: nil)
     }
 
-    public func create(for user: UserID, expecting stamp: AccountStamp?) async throws(SessionError) -> (token: SessionToken, session: Session) {
+    public func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?) async throws(SessionError) -> (
+        token: SessionToken, session: Session
+    ) {
         // The token carries the user's tag: the session lands in the slot of the user's index.
         let token = SessionToken.random(for: user)
         let id = token.sessionID
@@ -57,7 +60,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
             keys: [keys.session(id, tag: user.tag), keys.sessionIndex(user), keys.accountState(user)],
             arguments: [
                 user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix(user.tag),
-                configuration.maxSessionsPerUser, stamp?.text ?? "*",
+                configuration.maxSessionsPerUser, stamp?.text ?? "*", metadata?.encoded ?? [],
             ]
         )
         switch reply.int {
@@ -72,7 +75,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         let absolute = created + configuration.absoluteMilliseconds
         let session = Session(
             id: id, userID: user, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(idleDeadline, absolute)),
-            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(created)
+            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(created), metadata: metadata
         )
         return (token, session)
     }
@@ -107,7 +110,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
             return
         }
         let ticket = nearCache.beginRead(key)
-        redis.sendTracked([RedisCommand("GET", [key]), RedisCommand("PTTL", [key])], on: eventLoop) { result in
+        redis.sendTracked([RedisCommand("GETRANGE", [key, 0, 27]), RedisCommand("PTTL", [key])], on: eventLoop) { result in
             guard case .success(let tracked) = result, let replies = tracked.reply.array, replies.count == 2 else {
                 // No tracking now (or a cluster redirect): ask Redis the uncached way; nothing is kept.
                 nearCache.cancelRead(key, ticket: ticket)
@@ -244,7 +247,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     private func decode(id: SessionID, value: [UInt8], expiresAt: Int64, now: Int64) -> Session? {
-        guard value.count == 28 else { return nil }
+        guard value.count >= 28 else { return nil }
         let absolute = Self.int48(value[0..<6])
         let created = Self.int48(value[6..<12])
         let userID = UserID(bytes: value[12..<28])
@@ -253,7 +256,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         let lastSeen = max(created, min(now, expiresAt - renewalMilliseconds))
         return Session(
             id: id, userID: userID, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(expiresAt, absolute)),
-            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(lastSeen)
+            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(lastSeen), metadata: SessionMetadata(stored: value[28...])
         )
     }
 }
@@ -267,7 +270,7 @@ extension RedisSessionStore {
 
     /// KEYS: session, index, account state. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes),
     /// session key prefix, max sessions per user, the account state the login read before checking the password (`*`:
-    /// any). Returns {created, idle deadline}; nil when the session key already exists; -1 when the account is disabled
+    /// any), the session's metadata (`SessionMetadata`, stored after its 28 bytes; may be empty). Returns {created, idle deadline}; nil when the session key already exists; -1 when the account is disabled
     /// or being deleted; -2 when its credentials changed since the login read the state.
     static let createScript = RedisScript(
         name: "create",
@@ -293,7 +296,7 @@ extension RedisSessionStore {
             local idle = tonumber(ARGV[2])
             local absolute = now + tonumber(ARGV[3])
             local ttl = math.min(idle, absolute - now)
-            local value = struct.pack('>I6I6', absolute, now) .. ARGV[1]
+            local value = struct.pack('>I6I6', absolute, now) .. ARGV[1] .. ARGV[8]
             if not redis.call('SET', KEYS[1], value, 'PX', ttl, 'NX') then return nil end
             redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. math.floor(now / 1000))
             redis.call('ZADD', KEYS[2], math.ceil(absolute / 1000), ARGV[4])
@@ -321,14 +324,15 @@ extension RedisSessionStore {
             """
     )
 
-    /// KEYS: session. ARGV: renewal TTL ms (idle + touch interval), idle ms. Returns {value, now, ttl}, or nil.
+    /// KEYS: session. ARGV: renewal TTL ms (idle + touch interval), idle ms. Returns {the session's 28 bytes, now, ttl},
+    /// or nil (its metadata is not read: a verification never needs it).
     /// Renews only when due — the TTL has fallen to the idle timeout, i.e. no renewal within the last touch interval —
     /// and only to extend it: most uses write nothing (nothing to replicate, no cached copy invalidated).
     static let authenticateScript = RedisScript(
         name: "authenticate",
         Lua.redisTime + """
-            local value = redis.call('GET', KEYS[1])
-            if not value then return nil end
+            local value = redis.call('GETRANGE', KEYS[1], 0, 27)
+            if #value < 28 then return nil end
             local now = redisTime()
             local remaining = struct.unpack('>I6', value) - now
             if remaining <= 0 then

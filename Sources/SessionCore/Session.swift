@@ -14,8 +14,15 @@ public struct Session: Sendable, Hashable {
     public let absoluteExpiresAt: Date
     /// The last authenticated use (renewal), derived from the idle deadline; equals `createdAt` before any use.
     public let lastSeenAt: Date
+    /// Where it was started; nil when not read (a verification reads only the session itself) or never recorded.
+    public var metadata: SessionMetadata?
+    /// When the session's credentials were last checked: its login, for now.
+    public var authenticatedAt: Date { createdAt }
 
-    public init(id: SessionID, userID: UserID, createdAt: Date, expiresAt: Date, absoluteExpiresAt: Date, lastSeenAt: Date) {
+    public init(
+        id: SessionID, userID: UserID, createdAt: Date, expiresAt: Date, absoluteExpiresAt: Date, lastSeenAt: Date, metadata: SessionMetadata? = nil
+    ) {
+        self.metadata = metadata
         self.id = id
         self.userID = userID
         self.createdAt = createdAt

@@ -13,7 +13,9 @@ public protocol SessionStore: Sendable {
     func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session)
     /// Starts a session unless the account is disabled (`accountDisabled`) or its state is no longer `stamp` — its
     /// credentials changed after the login read it (`invalidCredentials`); nil `stamp`: any state but disabled.
-    func create(for user: UserID, expecting stamp: AccountStamp?) async throws(SessionError) -> (token: SessionToken, session: Session)
+    func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?) async throws(SessionError) -> (
+        token: SessionToken, session: Session
+    )
     /// The account's state as session creation sees it; read before the password is checked.
     func accountStamp(of user: UserID) async throws(SessionError) -> AccountStamp
     /// Changes the account's state and ends its sessions (but `keeping`) in one atomic step; returns the ended IDs.

@@ -237,3 +237,66 @@ import Testing
         }
     }
 }
+
+/// Sessions that say where they are (issue 24, item 2): the address and User-Agent recorded at login, a device label
+/// derived from it, shown by `GET /v1/session` and `GET /v1/sessions` — and never read by a verification.
+@Suite struct SessionMetadataTests {
+    @Test(arguments: [
+        ("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", "Firefox on Linux"),
+        ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Mobile Safari/537.36", "Chrome on Android"),
+        (
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+            "Safari on iPhone"
+        ),
+        ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36 Edg/126.0", "Edge on Windows"),
+        ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "Safari on macOS"),
+        ("curl/7.88.1", "curl"),
+        ("", "Unknown device"),
+        ("something/1.0", "Unknown device"),
+    ])
+    func deviceLabels(userAgent: String, label: String) {
+        #expect(DeviceLabel.of(userAgent) == label)
+    }
+
+    @Test func theUserAgentIsCutAt256BytesWithoutControlCharacters() {
+        let metadata = SessionMetadata(ip: "203.0.113.9", userAgent: "a\u{0}b\u{7}c\r\n" + String(repeating: "é", count: 300))
+        #expect(metadata.userAgent.hasPrefix("abc"))
+        #expect(metadata.userAgent.utf8.count <= 256 && metadata.userAgent.utf8.count >= 255)
+        #expect(!metadata.userAgent.unicodeScalars.contains { $0.properties.generalCategory == .control })
+    }
+
+    @Test func loginRecordsWhereAndTheSessionsSayItWithoutTouchingVerification() async throws {
+        let agent = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0 " + String(repeating: "x", count: 39)
+        #expect(agent.utf8.count == 110)
+        let configuration = try await Instances.configuration()
+        try await Instances.with(2, configuration) { clients in
+            let name = uniqueName()
+            try await clients[0].register(name)
+            let token = try await clients[0].login(name, headers: [.userAgent: agent])
+            let curl = try await clients[1].login(name, headers: [.userAgent: "curl/8.5.0"])
+            for client in clients { #expect(try await client.call(.get, "/v1/verify", token: token).status == .ok) }
+            let current = try await clients[1].call(.get, "/v1/session", token: token).json
+            #expect(current["ip"] as? String == "127.0.0.1")
+            #expect(current["user_agent"] as? String == agent)
+            #expect(current["device"] as? String == "Firefox on Linux")
+            #expect(current["authenticated_at"] as? String == current["created_at"] as? String)
+            let listed = try await clients[0].call(.get, "/v1/sessions", token: curl).json["sessions"] as? [[String: Any]] ?? []
+            #expect(Set(listed.compactMap { $0["device"] as? String }) == ["Firefox on Linux", "curl"])
+            #expect(listed.allSatisfy { $0["ip"] as? String == "127.0.0.1" && $0["authenticated_at"] is String })
+
+            // One string per session: 28 bytes, then where it was started. Its whole footprint in Redis.
+            let parsed = try #require(SessionToken(token))
+            let key = KeySchema(prefix: configuration.sessions.keyPrefix).session(parsed.sessionID, tag: parsed.tag)
+            let bytes = try await TestRedis.withClient(try await TestRedis.configuration()) { redis in
+                try await redis.send(RedisCommand("MEMORY", ["USAGE", key, "SAMPLES", "0"])).int ?? 0
+            }
+            #expect(bytes > 0 && bytes <= 400, "\(bytes) bytes for a session with a 110-byte User-Agent")
+            // Logout takes it all: one key.
+            #expect(try await clients[1].call(.post, "/v1/logout", token: token).status == .noContent)
+            let left = try await TestRedis.withClient(try await TestRedis.configuration()) { redis in
+                try await redis.send(RedisCommand("EXISTS", [key])).int ?? -1
+            }
+            #expect(left == 0)
+        }
+    }
+}

@@ -260,7 +260,9 @@ final class StubStore: EventLoopSessionAuthenticating {
     }
 
     func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) { throw .storeUnavailable(nil) }
-    func create(for user: UserID, expecting stamp: AccountStamp?) async throws(SessionError) -> (token: SessionToken, session: Session) {
+    func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?) async throws(SessionError) -> (
+        token: SessionToken, session: Session
+    ) {
         throw .storeUnavailable(nil)
     }
     func accountStamp(of user: UserID) async throws(SessionError) -> AccountStamp { AccountStamp(text: "0") }

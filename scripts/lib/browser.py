@@ -132,6 +132,9 @@ try:
     items = session_items(first)
     check("the page lists the user's 3 sessions", len(items) == 3, f"{len(items)} listed")
     check("this device is marked", sum("this device" in item.text for item in items) == 1)
+    check("each session says its device and address, last seen in words",
+          all("127.0.0.1" in item.text and "last seen" in item.text and ("ago" in item.text or "just now" in item.text) for item in items)
+          and any("Chrom" in item.text for item in items), " | ".join(item.text.replace("\n", " ") for item in items))
     first.save_screenshot(os.path.join(SHOTS, "account-signed-in.png"))
     first.set_window_size(390, 844)
     first.refresh()

@@ -151,7 +151,7 @@ start_nginx() {
 # Behind Sentinel or in a cluster it also sends ROLE (is this node a master?), WAIT (durable writes), CLUSTER SHARDS
 # and ASKING.
 SERVICE_ACL_RULES=('~ss:*' resetchannels '&__redis__:invalidate' -@all +ping +evalsha +eval +hget +del +get +set +time +pexpire
-    +pexpireat +pexpiretime +zadd +zrem +zrange +zscore +zremrangebyscore +zcard +hset +hmget +incr +pttl +role +wait '+cluster|shards'
+    +pexpireat +pexpiretime +zadd +zrem +zrange +zscore +zremrangebyscore +zcard +hset +hmget +incr +pttl +getrange +role +wait '+cluster|shards'
     +asking '+client|id' '+client|tracking' +subscribe)
 # service_acl_args USER PASSWORD — redis-server arguments that create that user.
 service_acl_args() { printf '%s\n' --user "$1" on ">$2" "${SERVICE_ACL_RULES[@]}"; }

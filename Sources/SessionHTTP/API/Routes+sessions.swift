@@ -6,9 +6,11 @@ import SessionCore
 
 /// `/v1/session` and `/v1/sessions`: the caller's session, the user's sessions, and ending them.
 extension Routes {
-    /// 0 round trips beyond authentication once the username is cached (usernames never change), else 1 HGET.
+    /// 1 EVALSHA (the session with where it was started: authentication read only its 28 bytes), and 1 HGET until the
+    /// username is cached (usernames never change).
     func currentSession(_ context: SessionRequestContext) async throws -> Response {
-        let session = try Self.session(context)
+        let authenticated = try Self.session(context)
+        let session = try await core(context) { try await sessions.session(authenticated.id, of: authenticated.userID) } ?? authenticated
         let username = try await core(context) { try await accounts.users.username(for: session.userID) } ?? ""
         return try Self.json(.ok) { object in
             object.field("user_id", session.userID.text)
@@ -17,7 +19,18 @@ extension Routes {
             object.field("created_at", UTCTime.rfc3339(session.createdAt))
             object.field("expires_at", UTCTime.rfc3339(session.expiresAt))
             object.field("absolute_expires_at", UTCTime.rfc3339(session.absoluteExpiresAt))
+            Self.whereFrom(session, &object)
         }
+    }
+
+    /// `ip`, `user_agent`, `device` (empty strings and `Unknown device` for a session started before they were
+    /// recorded) and `authenticated_at`.
+    static func whereFrom(_ session: Session, _ object: inout JSONWriter.ObjectWriter) {
+        let metadata = session.metadata ?? SessionMetadata(ip: "", userAgent: nil)
+        object.field("ip", metadata.ip)
+        object.field("user_agent", metadata.userAgent)
+        object.field("device", metadata.device)
+        object.field("authenticated_at", UTCTime.rfc3339(session.authenticatedAt))
     }
 
     /// The largest (and default) page of `GET /v1/sessions`.
@@ -60,6 +73,7 @@ extension Routes {
                         entry.field("created_at", UTCTime.rfc3339(session.createdAt))
                         entry.field("last_seen_at", UTCTime.rfc3339(session.lastSeenAt))
                         entry.field("expires_at", UTCTime.rfc3339(session.expiresAt))
+                        whereFrom(session, &entry)
                         if let current { entry.field("current", session.id == current) }
                     }
                 }

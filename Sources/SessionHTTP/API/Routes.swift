@@ -196,7 +196,8 @@ public struct Routes: Sendable {
         let client = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
         do {
             let (token, session, user) = try await accounts.login(
-                username: credentials.username, password: credentials.password, clientAddress: client
+                username: credentials.username, password: credentials.password, clientAddress: client,
+                userAgent: request.headers[.userAgent]
             )
             loginsOK.increment()
             context.logger.info("login", metadata: ["user_id": "\(user.id)", "session_id": "\(session.id.hex)"])

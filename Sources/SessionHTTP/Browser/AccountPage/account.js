@@ -30,6 +30,19 @@ function when(text) {
   return isNaN(date) ? text : date.toLocaleString();
 }
 
+// "2 minutes ago", "just now", "3 days ago".
+function ago(text) {
+  const seconds = Math.max(0, Math.round((Date.now() - new Date(text)) / 1000));
+  if (isNaN(seconds)) return text;
+  if (seconds < 45) return "just now";
+  const units = [["year", 31536000], ["month", 2592000], ["day", 86400], ["hour", 3600], ["minute", 60]];
+  for (const [unit, size] of units) {
+    const count = Math.round(seconds / size);
+    if (count >= 1 && seconds >= size * 0.75) return count + " " + unit + (count === 1 ? "" : "s") + " ago";
+  }
+  return "just now";
+}
+
 function renderSessions(sessions) {
   const list = $("sessions");
   list.replaceChildren();
@@ -37,10 +50,11 @@ function renderSessions(sessions) {
     const item = document.createElement("li");
     item.dataset.sessionId = session.session_id;
     const info = document.createElement("div");
-    const id = document.createElement("span");
-    id.className = "session-id";
-    id.textContent = session.session_id.slice(0, 12) + "…";
-    info.append(id);
+    const device = document.createElement("span");
+    device.className = "device";
+    device.textContent = session.device || "Unknown device";
+    device.title = session.user_agent || "";
+    info.append(device);
     if (session.current) {
       const badge = document.createElement("span");
       badge.className = "badge";
@@ -49,7 +63,8 @@ function renderSessions(sessions) {
     }
     const meta = document.createElement("div");
     meta.className = "meta";
-    meta.textContent = "Signed in " + when(session.created_at) + " · last seen " + when(session.last_seen_at);
+    meta.textContent = (session.ip ? session.ip + " · " : "") + "last seen " + ago(session.last_seen_at) +
+      " · signed in " + when(session.created_at);
     info.append(meta);
     const button = document.createElement("button");
     button.type = "button";
