@@ -210,21 +210,28 @@ import Testing
                 ("malformed JSON", "application/json", Array("{\"current_password\": \"a".utf8)),
                 ("not an object", "application/json", Array("[1, 2]".utf8)),
                 ("wrong types", "application/json", Array("{\"current_password\": 1, \"new_password\": true}".utf8)),
-                ("end_other_sessions not a boolean", "application/json",
-                    Array("{\"current_password\": \"correct horse\", \"new_password\": \"another horse\", \"end_other_sessions\": \"yes\"}".utf8)),
-                ("a field twice", "application/json",
-                    Array("{\"current_password\": \"correct horse\", \"new_password\": \"a\", \"new_password\": \"another horse\"}".utf8)),
+                (
+                    "end_other_sessions not a boolean", "application/json",
+                    Array("{\"current_password\": \"correct horse\", \"new_password\": \"another horse\", \"end_other_sessions\": \"yes\"}".utf8)
+                ),
+                (
+                    "a field twice", "application/json",
+                    Array("{\"current_password\": \"correct horse\", \"new_password\": \"a\", \"new_password\": \"another horse\"}".utf8)
+                ),
                 ("nested 10,000 deep", "application/json", Array("{\"current_password\": \(deep)}".utf8)),
                 ("invalid UTF-8", "application/json", Array("{\"current_password\": \"".utf8) + [0xFF, 0xFE] + Array("\"}".utf8)),
-                ("NUL in the new password", "application/json",
-                    Array("{\"current_password\": \"correct horse\", \"new_password\": \"another\\u0000horse\"}".utf8)),
+                (
+                    "NUL in the new password", "application/json",
+                    Array("{\"current_password\": \"correct horse\", \"new_password\": \"another\\u0000horse\"}".utf8)
+                ),
                 ("over the body limit", "application/json", Array(repeating: UInt8(ascii: "a"), count: 70_000)),
                 ("unsupported media type", "text/xml", Array("<a/>".utf8)),
                 ("form with junk", "application/x-www-form-urlencoded", Array("current_password=%ZZ&&=&new_password".utf8)),
             ]
             for (label, type, body) in bodies {
                 let response = try await api.executeRequest(
-                    uri: "/v1/password", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: type], body: ByteBuffer(bytes: body))
+                    uri: "/v1/password", method: .post, headers: [.authorization: "Bearer \(token)", .contentType: type],
+                    body: ByteBuffer(bytes: body))
                 if type == "application/x-www-form-urlencoded" {
                     // A form (the account page's) lands back on the page with the error.
                     #expect(response.status == .seeOther && response.headers[.location]?.contains("error=") == true, "/v1/password, \(label)")
@@ -238,7 +245,9 @@ import Testing
                     var headers = Self.adminHeaders()
                     headers[.contentType] = type
                     return try await client.execute(
-                        .init("/v1/admin/users/\(user)/password", method: .put, authority: "127.0.0.1", headers: headers, body: ByteBuffer(bytes: body)))
+                        .init(
+                            "/v1/admin/users/\(user)/password", method: .put, authority: "127.0.0.1", headers: headers, body: ByteBuffer(bytes: body))
+                    )
                 }
                 #expect((400..<500).contains(admin.status.code), "admin password, \(label): \(admin.status)")
             }
@@ -248,7 +257,9 @@ import Testing
 
             // Failed operator authentications are throttled per client name: past 3, 429 + Retry-After, right secret or not.
             for _ in 0..<3 {
-                #expect(try await Self.adminCall(port, .get, "/v1/admin/users/\(user)", credentials: "ops:wrong-secret-0123456789").status == .unauthorized)
+                #expect(
+                    try await Self.adminCall(port, .get, "/v1/admin/users/\(user)", credentials: "ops:wrong-secret-0123456789").status
+                        == .unauthorized)
             }
             let throttled = try await Self.adminCall(port, .get, "/v1/admin/users/\(user)")
             #expect(throttled.status == .tooManyRequests && throttled.headers[.retryAfter] != nil)
