@@ -94,6 +94,25 @@ stop_pidfile() {
     rm -f "$file"
 }
 
+# stop_pidfiles FILE… — stop_pidfile for many processes at once: every one is signalled first, then all get the
+# same 5 s to exit (one by one, 18 redis-servers took 41 s at the end of a CI run).
+stop_pidfiles() {
+    local file pid pids=()
+    for file in "$@"; do
+        pid="$(cat "$file" 2>/dev/null)" || continue
+        if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then pids+=("$pid"); fi
+    done
+    for _ in $(seq 1 50); do
+        local alive=()
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+        pids=("${alive[@]}")
+        [ "${#pids[@]}" = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+    rm -f "$@"
+}
+
 # wait_http URL [SECONDS] — waits until URL answers 200.
 wait_http() {
     local url="$1" deadline=$(( $(date +%s) + ${2:-30} ))
