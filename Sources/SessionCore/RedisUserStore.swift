@@ -57,22 +57,6 @@ public final class RedisUserStore: UserStore {
         return User(id: id, username: username)
     }
 
-    /// Finds a user and the stored password hash by username (case-insensitively): the name's user ID, then the
-    /// record (two keys, two slots: two round trips, beside a password hash that costs far more).
-    public func find(username: String) async throws(SessionError) -> (user: User, passwordHash: String)? {
-        let fields = try await withStore { () async throws -> [RESPValue]? in
-            guard let idBuffer = try await redis.get(keys.username(Credentials.normalize(username))),
-                let id = UserID(String(buffer: idBuffer))
-            else { return nil }
-            return [.bulkString(idBuffer)] + (try await redis.send(RedisCommand("HMGET", [keys.user(id), "name", "pw"])).array ?? [])
-        }
-        guard let fields, fields.count == 3, let idText = fields[0].string, let id = UserID(idText),
-            let name = fields[1].string, let hash = fields[2].string
-        else { return nil }
-        remember(id, name)
-        return (User(id: id, username: name), hash)
-    }
-
     /// The user ID a username is registered under (case-insensitively), or nil.
     public func userID(username: String) async throws(SessionError) -> UserID? {
         let key = keys.username(Credentials.normalize(username))

@@ -52,8 +52,6 @@ public protocol UserStore: Sendable {
     /// Registers a user under a username nobody holds yet.
     /// - Throws: `usernameTaken`, `storeUnavailable`.
     func create(username: String, passwordHash: String) async throws(SessionError) -> User
-    /// The user registered under a username (compared in its normalized form), with their password hash.
-    func find(username: String) async throws(SessionError) -> (user: User, passwordHash: String)?
     /// The username of a user ID, or nil when no such user exists.
     func username(for id: UserID) async throws(SessionError) -> String?
     /// The user ID a username is registered under (case-insensitively), or nil.

@@ -82,17 +82,7 @@ start_redis() {
 }
 
 # stop_pidfile FILE — stops the process whose pid the file holds, if it still runs.
-stop_pidfile() {
-    local file="$1"
-    [ -f "$file" ] || return 0
-    local pid; pid="$(cat "$file" 2>/dev/null)"
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$file"
-}
+stop_pidfile() { stop_pidfiles "$1"; }
 
 # stop_pidfiles FILE… — stop_pidfile for many processes at once: every one is signalled first, then all get the
 # same 5 s to exit (one by one, 18 redis-servers took 41 s at the end of a CI run).
