@@ -65,7 +65,7 @@ extension RedisClient {
     }
 
     /// `GETEX key [EX|PX|PERSIST]`: the value, with its expiry changed in the same step.
-    public func getex(_ key: some RESPArgument, expiration: RedisExpiration? = nil) async throws(RedisError) -> ByteBuffer? {
+    package func getex(_ key: some RESPArgument, expiration: RedisExpiration? = nil) async throws(RedisError) -> ByteBuffer? {
         var command = RedisCommand("GETEX", [key])
         if let expiration {
             guard expiration != .keepTTL else { throw RedisError(.configuration, "GETEX takes no KEEPTTL") }
@@ -75,7 +75,7 @@ extension RedisClient {
     }
 
     /// `GETDEL key`: the value, and the key deleted in the same step.
-    public func getdel(_ key: some RESPArgument) async throws(RedisError) -> ByteBuffer? {
+    package func getdel(_ key: some RESPArgument) async throws(RedisError) -> ByteBuffer? {
         try await bulk(send(RedisCommand("GETDEL", [key])))
     }
 
@@ -92,35 +92,35 @@ extension RedisClient {
 
     /// `EXPIRE key seconds`: false when the key does not exist.
     @discardableResult
-    public func expire(_ key: some RESPArgument, seconds: Int) async throws(RedisError) -> Bool {
+    package func expire(_ key: some RESPArgument, seconds: Int) async throws(RedisError) -> Bool {
         try await integer(send(RedisCommand("EXPIRE", [key, seconds]))) == 1
     }
 
     /// `PEXPIRE key milliseconds`: false when the key does not exist.
     @discardableResult
-    public func pexpire(_ key: some RESPArgument, milliseconds: Int) async throws(RedisError) -> Bool {
+    package func pexpire(_ key: some RESPArgument, milliseconds: Int) async throws(RedisError) -> Bool {
         try await integer(send(RedisCommand("PEXPIRE", [key, milliseconds]))) == 1
     }
 
     /// `TTL key`: seconds to live; -1 with no expiry, -2 when the key does not exist.
-    public func ttl(_ key: some RESPArgument) async throws(RedisError) -> Int {
+    package func ttl(_ key: some RESPArgument) async throws(RedisError) -> Int {
         try await integer(send(RedisCommand("TTL", [key])))
     }
 
     /// `PTTL key`: milliseconds to live; -1 with no expiry, -2 when the key does not exist.
-    public func pttl(_ key: some RESPArgument) async throws(RedisError) -> Int {
+    package func pttl(_ key: some RESPArgument) async throws(RedisError) -> Int {
         try await integer(send(RedisCommand("PTTL", [key])))
     }
 
     /// `INCR key`: the value after the increment.
     @discardableResult
-    public func incr(_ key: some RESPArgument) async throws(RedisError) -> Int {
+    package func incr(_ key: some RESPArgument) async throws(RedisError) -> Int {
         try await integer(send(RedisCommand("INCR", [key])))
     }
 
     /// `INCRBY key increment`: the value after the increment.
     @discardableResult
-    public func incrby(_ key: some RESPArgument, _ increment: Int) async throws(RedisError) -> Int {
+    package func incrby(_ key: some RESPArgument, _ increment: Int) async throws(RedisError) -> Int {
         try await integer(send(RedisCommand("INCRBY", [key, increment])))
     }
 
@@ -147,7 +147,7 @@ extension RedisClient {
     }
 
     /// `HGETALL key`: every field and value, as UTF-8 text keys.
-    public func hgetall(_ key: some RESPArgument) async throws(RedisError) -> [String: ByteBuffer] {
+    package func hgetall(_ key: some RESPArgument) async throws(RedisError) -> [String: ByteBuffer] {
         let values = try await array(send(RedisCommand("HGETALL", [key])))
         var result: [String: ByteBuffer] = [:]
         var index = 0
@@ -160,13 +160,13 @@ extension RedisClient {
 
     /// `HDEL key field…`: how many fields were removed.
     @discardableResult
-    public func hdel(_ key: some RESPArgument, fields: any RESPArgument...) async throws(RedisError) -> Int {
+    package func hdel(_ key: some RESPArgument, fields: any RESPArgument...) async throws(RedisError) -> Int {
         try await integer(send(RedisCommand("HDEL", [key] + fields)))
     }
 
     /// `ZADD key score member [score member…]`: how many members were added.
     @discardableResult
-    public func zadd(_ key: some RESPArgument, _ members: [(score: Double, member: any RESPArgument)]) async throws(RedisError) -> Int {
+    package func zadd(_ key: some RESPArgument, _ members: [(score: Double, member: any RESPArgument)]) async throws(RedisError) -> Int {
         var command = RedisCommand("ZADD", [key])
         for (score, member) in members {
             command.append(score)
@@ -177,12 +177,12 @@ extension RedisClient {
 
     /// `ZREM key member…`: how many members were removed.
     @discardableResult
-    public func zrem(_ key: some RESPArgument, members: any RESPArgument...) async throws(RedisError) -> Int {
+    package func zrem(_ key: some RESPArgument, members: any RESPArgument...) async throws(RedisError) -> Int {
         try await integer(send(RedisCommand("ZREM", [key] + members)))
     }
 
     /// `ZRANGEBYSCORE key min max [LIMIT offset count]`; bounds as Redis spells them (`-inf`, `(5`, `10`).
-    public func zrangebyscore(
+    package func zrangebyscore(
         _ key: some RESPArgument,
         min: String,
         max: String,
@@ -202,12 +202,12 @@ extension RedisClient {
 
     /// `ZREMRANGEBYSCORE key min max`: how many members were removed.
     @discardableResult
-    public func zremrangebyscore(_ key: some RESPArgument, min: String, max: String) async throws(RedisError) -> Int {
+    package func zremrangebyscore(_ key: some RESPArgument, min: String, max: String) async throws(RedisError) -> Int {
         try await integer(send(RedisCommand("ZREMRANGEBYSCORE", [key, min, max])))
     }
 
     /// `ZCARD key`: the number of members.
-    public func zcard(_ key: some RESPArgument) async throws(RedisError) -> Int {
+    package func zcard(_ key: some RESPArgument) async throws(RedisError) -> Int {
         try await integer(send(RedisCommand("ZCARD", [key])))
     }
 
@@ -254,7 +254,7 @@ extension RedisClient {
     /// fall inside the transaction.
     /// - Returns: EXEC's replies, one per command (an error reply of one command is a `.error` value in place).
     /// - Throws: `RedisError.server` when the transaction was refused (EXECABORT), `RedisError(.unavailable)`…
-    public func transaction(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
+    package func transaction(_ commands: [RedisCommand]) async throws(RedisError) -> [RESPValue] {
         let replies = try await pipeline([RedisCommand("MULTI")] + commands + [RedisCommand("EXEC")])
         guard let exec = replies.last else { throw RedisError(.protocolError, "no EXEC reply") }
         switch exec {

@@ -97,7 +97,7 @@ final class RedisSentinel: Sendable {
     ///
     /// A sentinel's word is its config epoch and the address it gives clients (`get-master-addr-by-name`). That
     /// address, not `SENTINEL master`'s: while the leader of a failover reconfigures the replicas, `SENTINEL master`
-    /// shows the *old* master with the *new* epoch (for a second or more, `scripts/failover sentinel stop`), and a
+    /// shows the *old* master with the *new* epoch (for a second or more, `Tests/System/test_failover.py`, SIGSTOP), and a
     /// frozen master woken then was confirmed by it. The rules:
     /// 1. More than half of the known sentinels answered (fewer may all be behind a failover the others saw).
     /// 2. Every answer with the highest epoch names the same node (a tie that disagrees is a switch under way).

@@ -9,6 +9,9 @@ import SessionHTTP
 import TestSupport
 import Testing
 
+// Over 300 lines: one lifecycle's suites share their instance and operator helpers — the password change, the operator
+// API, disabled and deleted accounts, hostile bodies and the login/disable race read as one story.
+
 /// The account around a session (issue 24): a password change that ends the other sessions, the operator API on its own
 /// listener, disabled and deleted accounts — on real instances sharing real Redis, two where "every instance" is
 /// promised.

@@ -10,7 +10,8 @@ import Testing
 #endif
 
 /// The JSON log line and the request id rules, in process. The processes' logs are parsed whole by
-/// `scripts/lib/logcheck.py` in every suite; spans and metrics are checked end to end by `scripts/observability`.
+/// `Tests/System/support/logcheck.py` after every system test; spans and metrics are checked end to end by
+/// `Tests/System/test_observability.py`.
 @Suite struct ObservabilityTests {
     /// Logs through a pipe and reads back what was written.
     private func lines(_ body: (Logger) -> Void) throws -> [[String: Any]] {

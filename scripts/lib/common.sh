@@ -29,6 +29,20 @@ ensure_base_packages() {
     command -v swift >/dev/null || die "swift is not on PATH (Swift 6.2 or later is needed)"
 }
 
+# ensure_venv — the git-ignored .venv with the system tests' PyPI packages (Tests/System/requirements.txt), installed
+# again only when that file changes.
+ensure_venv() {
+    ensure_packages python3-venv
+    [ -x "$ROOT/.venv/bin/python" ] || python3 -m venv "$ROOT/.venv"
+    local wanted stamp="$ROOT/.venv/.system-requirements"
+    wanted="$(sha256sum "$ROOT/Tests/System/requirements.txt" | cut -d' ' -f1)"
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+        log "pip install -r Tests/System/requirements.txt"
+        "$ROOT/.venv/bin/pip" install -q -r "$ROOT/Tests/System/requirements.txt"
+        echo "$wanted" >"$stamp"
+    fi
+}
+
 # build_product CONFIG PRODUCT… — swift build -c CONFIG of each product; a failed build prints its log and stops the
 # script (never a stale binary).
 build_product() {
@@ -124,14 +138,6 @@ start_instance() {
     if [ -n "${PROMETHEUS_SD_DIR:-}" ]; then
         printf '[{"targets": ["127.0.0.1:%s"], "labels": {"name": "%s"}}]\n' "$port" "$name" >"$PROMETHEUS_SD_DIR/$name.json"
     fi
-}
-
-# check_json_logs [logcheck.py options…] — every service.log under $STATE_DIR (instances start with LOG_FORMAT=json) is
-# one JSON log entry per line with the fields scripts/lib/logcheck.py requires, and holds no credential.
-check_json_logs() {
-    local logs=()
-    mapfile -t logs < <(find "$STATE_DIR" -name service.log ! -path '*orders*' | sort)
-    python3 "$ROOT/scripts/lib/logcheck.py" "$@" "${logs[@]}"
 }
 
 # render_nginx TEMPLATE OUT LISTEN_PORT UPSTREAM_PORT… — fills the loopback nginx template.

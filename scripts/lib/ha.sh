@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # the start_* functions set variables for their callers
-# The high-availability shapes as plain processes on loopback, for scripts/test, scripts/failover and scripts/cluster:
+# The high-availability shapes as plain processes on loopback, for scripts/test, scripts/lib/test-servers and scripts/cluster:
 # a master with two replicas watched by three sentinels, and a Redis Cluster of three masters with a replica each.
 # Sourced after common.sh. Everything lives under $STATE_DIR/NAME.
 

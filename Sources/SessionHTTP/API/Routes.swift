@@ -50,83 +50,68 @@ public struct Routes: Sendable {
         self.telemetry = RequestTelemetry(trustedProxies: trustedProxies, sampling: traceSampling)
     }
 
-    /// Paths this configuration serves, and their methods: for 405 and its `Allow` header (404 for any other path).
-    /// The same switches as `add(to:)` decide: with `ACCOUNT_PAGE=off`, `/account` is not served, so it is 404.
-    func allowedMethods(for path: String) -> [String]? {
-        if !accountPage, path == "/account" || path.hasPrefix("/account/") { return nil }
-        return Self.allowedMethods(for: path)
-    }
-
-    /// Every path the API can serve, and its methods.
-    static func allowedMethods(for path: String) -> [String]? {
-        switch path {
-        case "/v1/users", "/v1/login", "/v1/logout", "/v1/browser/login", "/v1/browser/logout", "/v1/token", "/v1/introspect", "/v1/revoke",
-            "/v1/password":
-            return ["POST"]
-        case "/.well-known/jwks.json": return ["GET", "HEAD"]
-        case "/v1/session", "/v1/verify", "/healthz", "/readyz", "/metrics", "/account", "/account/account.css", "/account/account.js":
-            return ["GET", "HEAD"]
-        case "/v1/sessions": return ["GET", "HEAD", "DELETE"]
-        default:
-            if path.hasPrefix("/v1/sessions/"), !path.dropFirst("/v1/sessions/".count).contains("/") { return ["DELETE"] }
-            return nil
-        }
-    }
-
-    /// Adds every route to a router whose context is `SessionRequestContext`.
+    /// Adds every route to a router whose context is `SessionRequestContext`: the table's, with the 405/404 answers it
+    /// gives (`APIMiddleware`).
     public func add(to router: Router<SessionRequestContext>) {
-        router.add(middleware: APIMiddleware(telemetry: telemetry, allowedMethods: { self.allowedMethods(for: $0) }))
-        router.get("/healthz") { _, _ in try Self.json(.ok) { $0.field("status", "ok") } }
-        router.get("/readyz") { _, _ in try await self.ready() }
-        router.get("/metrics") { _, _ in
+        let table = self.table
+        router.add(middleware: APIMiddleware(telemetry: telemetry, allowedMethods: { table.allowedMethods(for: $0) }))
+        table.register(
+            on: router,
+            guardedBy: BearerAuthenticator<SessionRequestContext>(store: sessions, cookie: cookie, trustedProxies: trustedProxies))
+    }
+
+    /// Every route this configuration serves (with `ACCOUNT_PAGE=off`, `/account` is not one: 404). Guarded routes
+    /// need a session (bearer or cookie).
+    var table: RouteTable {
+        var table = RouteTable()
+        table.add(.get, "/healthz") { _, _ in try Self.json(.ok) { $0.field("status", "ok") } }
+        table.add(.get, "/readyz") { _, _ in try await self.ready() }
+        table.add(.get, "/metrics") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: self.metricsText()))
             )
         }
-        router.post("/v1/users") { request, context in try await self.register(request, context) }
-        router.post("/v1/login") { request, context in try await self.login(request, context) }
-        router.post("/v1/browser/login") { request, context in try await self.browserLogin(request, context) }
-        router.post("/v1/browser/logout") { request, context in try await self.browserLogout(request, context) }
-        if accountPage { AccountPage.add(to: router) }
-        router.post("/v1/introspect") { request, context in try await self.introspect(request, context) }
-        router.post("/v1/revoke") { request, context in try await self.revokeToken(request, context) }
-        router.get("/.well-known/jwks.json") { _, _ in try self.jwks() }
+        table.add(.post, "/v1/users") { request, context in try await self.register(request, context) }
+        table.add(.post, "/v1/login") { request, context in try await self.login(request, context) }
+        table.add(.post, "/v1/browser/login") { request, context in try await self.browserLogin(request, context) }
+        table.add(.post, "/v1/browser/logout") { request, context in try await self.browserLogout(request, context) }
+        if accountPage { AccountPage.add(to: &table) }
+        table.add(.post, "/v1/introspect") { request, context in try await self.introspect(request, context) }
+        table.add(.post, "/v1/revoke") { request, context in try await self.revokeToken(request, context) }
+        table.add(.get, "/.well-known/jwks.json") { _, _ in try self.jwks() }
         if accessTokens == nil {
             // Before authentication: a service without JWTs says so to everyone, signed in or not.
-            router.post("/v1/token") { _, _ -> Response in throw APIError.jwtDisabled }
-        }
-
-        let authenticated = router.group().add(
-            middleware: BearerAuthenticator<SessionRequestContext>(store: sessions, cookie: cookie, trustedProxies: trustedProxies))
-        // Runs only with VERIFY_FAST_PATH=off: by default `EdgeHandler` answers a plain GET /v1/verify in the channel
-        // pipeline before it reaches the router (set a breakpoint there); HEAD and /v1/verify/** always come here.
-        authenticated.get("/v1/verify") { _, context in try self.verify(context) }
-        // Envoy ext_authz (http_service) appends the original path and keeps the original method.
-        for method in [HTTPRequest.Method.get, .head, .post, .put, .patch, .delete, .options] {
-            authenticated.on("/v1/verify/**", method: method) { _, context in try self.verify(context) }
-        }
-        if accessTokens != nil {
-            authenticated.post("/v1/token") { request, context in
+            table.add(.post, "/v1/token") { _, _ -> Response in throw APIError.jwtDisabled }
+        } else {
+            table.add(.post, "/v1/token", guarded: true) { request, context in
                 try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
                 return try await self.issueAccessToken(context)
             }
         }
-        authenticated.get("/v1/session") { _, context in try await self.currentSession(context) }
-        authenticated.post("/v1/logout") { request, context in
+        // Runs only with VERIFY_FAST_PATH=off: by default `EdgeHandler` answers a plain GET /v1/verify in the channel
+        // pipeline before it reaches the router (set a breakpoint there); HEAD and /v1/verify/** always come here.
+        table.add(.get, "/v1/verify", guarded: true) { _, context in try self.verify(context) }
+        // Envoy ext_authz (http_service) appends the original path and keeps the original method.
+        for method in [HTTPRequest.Method.get, .head, .post, .put, .patch, .delete, .options] {
+            table.add(method, "/v1/verify/**", guarded: true) { _, context in try self.verify(context) }
+        }
+        table.add(.get, "/v1/session", guarded: true) { _, context in try await self.currentSession(context) }
+        table.add(.post, "/v1/logout", guarded: true) { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
             return try await self.logout(context)
         }
-        authenticated.post("/v1/password") { request, context in try await self.changePassword(request, context) }
-        authenticated.get("/v1/sessions") { request, context in try await self.list(request, context) }
-        authenticated.delete("/v1/sessions") { request, context in
+        table.add(.post, "/v1/password", guarded: true) { request, context in try await self.changePassword(request, context) }
+        table.add(.get, "/v1/sessions", guarded: true) { request, context in try await self.list(request, context) }
+        table.add(.delete, "/v1/sessions", guarded: true) { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
             return try await self.revokeAll(context)
         }
-        authenticated.delete("/v1/sessions/{session_id}") { request, context in
+        table.add(.delete, "/v1/sessions/{session_id}", guarded: true) { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
             return try await self.revoke(context)
         }
+        return table
     }
 
     // MARK: Handlers

@@ -27,25 +27,17 @@ public struct AdminRoutes: Sendable {
         self.telemetry = telemetry
     }
 
-    /// The admin paths and their methods (405 + `Allow`; 404 for any other path).
-    static func allowedMethods(for path: String) -> [String]? {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
-        guard parts.count >= 3, parts.prefix(3).elementsEqual(["v1", "admin", "users"]) else { return nil }
-        let rest = Array(parts.dropFirst(3))
-        switch rest.count {
-        case 0: return ["GET", "HEAD"]
-        case 1 where !rest[0].isEmpty: return ["GET", "HEAD", "DELETE"]
-        case 2 where rest[1] == "sessions": return ["GET", "HEAD", "DELETE"]
-        case 2 where rest[1] == "disable" || rest[1] == "enable": return ["POST"]
-        case 2 where rest[1] == "password": return ["PUT"]
-        case 3 where rest[1] == "sessions" && !rest[2].isEmpty: return ["DELETE"]
-        default: return nil
-        }
+    /// Adds the admin routes, and the 405/404 answers their table gives, to the admin listener's router.
+    public func add(to router: Router<SessionRequestContext>) {
+        let table = self.table
+        router.add(middleware: APIMiddleware(telemetry: telemetry, allowedMethods: { table.allowedMethods(for: $0) }))
+        table.register(on: router)
     }
 
-    public func add(to router: Router<SessionRequestContext>) {
-        router.add(middleware: APIMiddleware(telemetry: telemetry, allowedMethods: Self.allowedMethods))
-        router.get("/v1/admin/users") { request, context in
+    /// Every admin route (each authorizes its caller itself: the client's name goes into the action's record).
+    var table: RouteTable {
+        var table = RouteTable()
+        table.add(.get, "/v1/admin/users") { request, context in
             let client = try await authorize(request, context)
             guard let name = request.uri.queryParameters.get("username"), !name.isEmpty else {
                 throw APIError.invalidRequest("give ?username=<name>")
@@ -53,11 +45,11 @@ public struct AdminRoutes: Sendable {
             guard let id = try await core(context, { try await accounts.users.userID(username: name) }) else { throw APIError(.userNotFound) }
             return try await userObject(id, client: client, action: "find_user", context)
         }
-        router.get("/v1/admin/users/{user_id}") { request, context in
+        table.add(.get, "/v1/admin/users/{user_id}") { request, context in
             let client = try await authorize(request, context)
             return try await userObject(try Self.userID(context), client: client, action: "get_user", context)
         }
-        router.get("/v1/admin/users/{user_id}/sessions") { request, context in
+        table.add(.get, "/v1/admin/users/{user_id}/sessions") { request, context in
             let client = try await authorize(request, context)
             let user = try await existing(try Self.userID(context), context)
             let (limit, cursor) = try Routes.pageParameters(request)
@@ -65,14 +57,14 @@ public struct AdminRoutes: Sendable {
             record("list_sessions", client: client, user: user, context)
             return try Routes.sessionsPage(page, current: nil)
         }
-        router.delete("/v1/admin/users/{user_id}/sessions") { request, context in
+        table.add(.delete, "/v1/admin/users/{user_id}/sessions") { request, context in
             let client = try await authorize(request, context)
             let user = try await existing(try Self.userID(context), context)
             try await core(context) { try await accounts.sessions.revokeAll(for: user) }
             record("end_sessions", client: client, user: user, context)
             return Response(status: .noContent)
         }
-        router.delete("/v1/admin/users/{user_id}/sessions/{session_id}") { request, context in
+        table.add(.delete, "/v1/admin/users/{user_id}/sessions/{session_id}") { request, context in
             let client = try await authorize(request, context)
             let user = try Self.userID(context)
             guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text),
@@ -82,7 +74,7 @@ public struct AdminRoutes: Sendable {
             return Response(status: .noContent)
         }
         for (action, disabled) in [("disable", true), ("enable", false)] {
-            router.post("/v1/admin/users/{user_id}/\(action)") { request, context in
+            table.add(.post, "/v1/admin/users/{user_id}/\(action)") { request, context in
                 let client = try await authorize(request, context)
                 let user = try Self.userID(context)
                 try await core(context) { try await accounts.setDisabled(user, disabled) }
@@ -90,7 +82,7 @@ public struct AdminRoutes: Sendable {
                 return Response(status: .noContent)
             }
         }
-        router.put("/v1/admin/users/{user_id}/password") { request, context in
+        table.add(.put, "/v1/admin/users/{user_id}/password") { request, context in
             let client = try await authorize(request, context)
             let user = try Self.userID(context)
             let buffer = try await FormBody.collect(request, limit: maxBodySize)
@@ -100,13 +92,14 @@ public struct AdminRoutes: Sendable {
             record("reset_password", client: client, user: user, context)
             return Response(status: .noContent)
         }
-        router.delete("/v1/admin/users/{user_id}") { request, context in
+        table.add(.delete, "/v1/admin/users/{user_id}") { request, context in
             let client = try await authorize(request, context)
             let user = try Self.userID(context)
             try await core(context) { try await accounts.delete(user) }
             record("delete", client: client, user: user, context)
             return Response(status: .noContent)
         }
+        return table
     }
 
     /// `{"user_id","username","created_at","disabled","sessions"}`; 404 `not_found` for no such user.

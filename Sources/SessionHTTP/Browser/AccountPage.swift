@@ -13,10 +13,10 @@ enum AccountPage {
         "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; "
         + "frame-ancestors 'none'; base-uri 'none'"
 
-    static func add(to router: Router<SessionRequestContext>) {
-        router.get("/account") { _, _ in response(PackageResources.account_html, type: "text/html; charset=utf-8") }
-        router.get("/account/account.css") { _, _ in response(PackageResources.account_css, type: "text/css; charset=utf-8") }
-        router.get("/account/account.js") { _, _ in response(PackageResources.account_js, type: "text/javascript; charset=utf-8") }
+    static func add(to table: inout RouteTable) {
+        table.add(.get, "/account") { _, _ in response(PackageResources.account_html, type: "text/html; charset=utf-8") }
+        table.add(.get, "/account/account.css") { _, _ in response(PackageResources.account_css, type: "text/css; charset=utf-8") }
+        table.add(.get, "/account/account.js") { _, _ in response(PackageResources.account_js, type: "text/javascript; charset=utf-8") }
     }
 
     private static func response(_ bytes: [UInt8], type: String) -> Response {

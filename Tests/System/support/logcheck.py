@@ -2,9 +2,10 @@
 UTC, milliseconds), `level`, `logger` and `message`; every `request` line carries `request_id`, `http.method`,
 `http.route`, a numeric `http.status` and `http.duration_ms`; no line holds a secret.
 
-    logcheck.py [--secret TEXT]… [--secrets-file FILE] LOG…
+    check_logs(paths, secrets, expect_requests)     (the system tests' instances fixture, after every test)
+    logcheck.py [--secret TEXT]… [--expect-requests N] LOG…
 
-Prints a one-line summary; exits 1 naming the first bad lines.
+Returns (or prints) a one-line summary and the first bad lines.
 """
 
 import argparse
@@ -50,20 +51,12 @@ def problems(line, secrets):
     return found
 
 
-def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--secret", action="append", default=[])
-    parser.add_argument("--secrets-file")
-    parser.add_argument("--expect-requests", type=int, default=0, help="at least this many request lines in all")
-    parser.add_argument("logs", nargs="+")
-    args = parser.parse_args()
-    secrets = list(args.secret)
-    if args.secrets_file:
-        secrets += [s.strip() for s in open(args.secrets_file, encoding="utf-8") if s.strip()]
+def check_logs(paths, secrets=(), expect_requests=0):
+    """Reads every line of the logs; returns (summary, problems): problems name the first bad lines (at most 20)."""
     lines = requests = 0
     bad = []
     ids = set()
-    for path in args.logs:
+    for path in paths:
         for number, line in enumerate(open(path, encoding="utf-8", errors="replace"), 1):
             if not line.strip():
                 continue
@@ -77,13 +70,23 @@ def main():
                     ids.add(entry.get("request_id"))
             except ValueError:
                 pass
+    if requests < expect_requests:
+        bad.append(f"{requests} request lines, expected at least {expect_requests} (LOG_LEVEL=debug?)")
+    summary = (f"logcheck: {lines} lines in {len(paths)} file(s) parse as JSON log entries ({requests} request lines, "
+               f"{len(ids)} request ids)")
+    return summary, bad[:20]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--secret", action="append", default=[])
+    parser.add_argument("--expect-requests", type=int, default=0, help="at least this many request lines in all")
+    parser.add_argument("logs", nargs="+")
+    args = parser.parse_args()
+    summary, bad = check_logs(args.logs, args.secret, args.expect_requests)
     if bad:
-        print(f"logcheck: {len(bad)} bad line(s) of {lines}:", file=sys.stderr)
-        print("\n".join(bad[:20]), file=sys.stderr)
-        sys.exit(1)
-    if requests < args.expect_requests:
-        sys.exit(f"logcheck: {requests} request lines, expected at least {args.expect_requests} (LOG_LEVEL=debug?)")
-    print(f"logcheck: {lines} lines in {len(args.logs)} file(s) parse as JSON log entries ({requests} request lines, {len(ids)} request ids)")
+        sys.exit("logcheck:\n" + "\n".join(bad))
+    print(summary)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,197 @@
+"""The account page in a real browser: headless Chromium (Debian's chromium + chromium-driver) driven by PyPI's
+selenium, against two instances behind nginx, as a user would: sign in with the page's form, reload on the other
+instance, see the sessions, sign one out from a second browser profile, sign out everywhere, change the password;
+JavaScript cannot read the cookie; cross-site form posts are refused. Screenshots go to $SCREENSHOTS (default: the
+test's folder; docs/ in the README came from `SCREENSHOTS=docs scripts/test --system -k browser`).
+"""
+import http.server
+import json
+import os
+import tempfile
+import threading
+import urllib.request
+import uuid
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+import pytest
+
+pytestmark = pytest.mark.browser
+PASSWORD = "correct horse battery"
+
+
+def test_account_page_in_chromium(redis, instances, nginx, tmp_path, checks):
+    server = redis()
+    # The cookie stays Secure: Chromium treats http://localhost as a secure context, as it does for development.
+    nodes = [instances.start(REDIS_URL=server.url, BCRYPT_COST=4, TRUSTED_PROXIES="127.0.0.1") for _ in range(2)]
+    BASE = nginx(nodes).url.replace("127.0.0.1", "localhost")
+    STATE = str(tmp_path)
+    SHOTS = os.environ.get("SCREENSHOTS") or STATE
+    os.makedirs(SHOTS, exist_ok=True)
+    check = checks
+    instances.secrets.add(PASSWORD)
+
+    def api(method, path, body=None, token=None):
+        request = urllib.request.Request(BASE + path, method=method, data=json.dumps(body).encode() if body is not None else None)
+        request.add_header("Content-Type", "application/json")
+        if token:
+            request.add_header("Authorization", "Bearer " + token)
+        try:
+            with urllib.request.urlopen(request) as response:
+                data = response.read()
+                return response.status, json.loads(data) if data else None
+        except urllib.error.HTTPError as error:
+            return error.code, None
+
+
+    def browser():
+        options = Options()
+        options.binary_location = "/usr/bin/chromium"
+        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900",
+                         f"--user-data-dir={tempfile.mkdtemp(prefix='profile-', dir=STATE)}"):
+            options.add_argument(argument)
+        return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+    def wait_visible(driver, element_id, seconds=10):
+        return WebDriverWait(driver, seconds).until(EC.visibility_of_element_located((By.ID, element_id)))
+
+
+    def sign_in(driver, username):
+        driver.get(BASE + "/account")
+        wait_visible(driver, "signed-out")
+        driver.find_element(By.ID, "username").send_keys(username)
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "sign-in").click()
+        wait_visible(driver, "signed-in")
+        WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "who").text == username)
+
+
+    def session_items(driver):
+        WebDriverWait(driver, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#sessions li"))
+        return driver.find_elements(By.CSS_SELECTOR, "#sessions li")
+
+
+    def own_session_id(driver):
+        return driver.execute_async_script(
+            "const done = arguments[0]; fetch('/v1/session').then(r => r.json()).then(j => done(j.session_id));")
+
+
+    user = "page-" + uuid.uuid4().hex[:8]
+    check("registered through the API", api("POST", "/v1/users", {"username": user, "password": PASSWORD})[0] == 201)
+
+    first = browser()
+    second = browser()
+    try:
+        # Signed out, then signed in through the page's own form (a real form post, a 303 back to /account).
+        first.get(BASE + "/account")
+        wait_visible(first, "signed-out")
+        first.save_screenshot(os.path.join(SHOTS, "account-signed-out.png"))
+        sign_in(first, user)
+        check("the form signs in and the page shows who you are", first.find_element(By.ID, "who").text == user)
+        cookie = first.execute_script("return document.cookie")
+        check("JavaScript cannot read the session cookie", "session" not in cookie, repr(cookie))
+        stored = [c for c in first.get_cookies() if "session" in c["name"]]
+        check("the browser holds an HttpOnly, SameSite=Lax cookie", len(stored) == 1 and stored[0]["httpOnly"] and stored[0].get("sameSite") == "Lax",
+              repr([{k: c[k] for k in ("name", "httpOnly", "secure") if k in c} for c in stored]))
+
+        # Reload with instance 1 stopped: the other instance recognises the same cookie.
+        nodes[0].stop()
+        first.refresh()
+        wait_visible(first, "signed-in")
+        check("after a reload served by the other instance, still signed in", first.find_element(By.ID, "who").text == user)
+        # Back up for the rest, so both instances serve again.
+        nodes[0].start()
+
+        # Three sessions: two more from API logins; the page lists them, this one marked.
+        tokens = [api("POST", "/v1/login", {"username": user, "password": PASSWORD})[1]["token"] for _ in range(2)]
+        first.refresh()
+        items = session_items(first)
+        check("the page lists the user's 3 sessions", len(items) == 3, f"{len(items)} listed")
+        check("this device is marked", sum("this device" in item.text for item in items) == 1)
+        check("each session says its device and address, last seen in words",
+              all("127.0.0.1" in item.text and "last seen" in item.text and ("ago" in item.text or "just now" in item.text) for item in items)
+              and any("Chrom" in item.text for item in items), " | ".join(item.text.replace("\n", " ") for item in items))
+        first.save_screenshot(os.path.join(SHOTS, "account-signed-in.png"))
+        first.set_window_size(390, 844)
+        first.refresh()
+        session_items(first)
+        first.save_screenshot(os.path.join(SHOTS, "account-phone.png"))
+        first.set_window_size(1100, 900)
+
+        # A second browser profile signs in; the first signs that session out; the second is signed out.
+        sign_in(second, user)
+        victim = own_session_id(second)
+        first.refresh()
+        session_items(first)
+        first.find_element(By.CSS_SELECTOR, f'#sessions li[data-session-id="{victim}"] button').click()
+        WebDriverWait(first, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, f'#sessions li[data-session-id="{victim}"]'))
+        second.refresh()
+        wait_visible(second, "signed-out")
+        check("a session signed out from another browser is signed out there", second.find_element(By.ID, "signed-out").is_displayed())
+
+        # A cross-site form post (a page on another origin) is refused before the cookie is looked at.
+        class Evil(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                page = (f'<form id="f" method="post" action="{BASE}/v1/browser/logout"><button id="go">go</button></form>'
+                        f'<form id="g" method="post" action="{BASE}/v1/browser/login"><input name="username" value="{user}">'
+                        f'<input name="password" value="{PASSWORD}"><button id="login">login</button></form>').encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args):
+                pass
+
+        evil = http.server.HTTPServer(("127.0.0.1", 0), Evil)
+        threading.Thread(target=evil.serve_forever, daemon=True).start()
+        for button in ("go", "login"):
+            first.get(f"http://127.0.0.1:{evil.server_address[1]}/")
+            first.find_element(By.ID, button).click()
+            WebDriverWait(first, 10).until(lambda d: "cross_origin_request" in d.page_source)
+            check(f"a cross-site form post to /v1/browser/{'logout' if button == 'go' else 'login'} is refused (403)",
+                  "cross_origin_request" in first.page_source)
+        first.get(BASE + "/account")
+        wait_visible(first, "signed-in")
+        check("and the session it aimed at is still signed in", first.find_element(By.ID, "who").text == user)
+        evil.shutdown()
+
+        # Change the password from the page: a wrong current one is refused; the right one keeps this browser signed in
+        # and ends the other sessions (the API ones).
+        def change_password(current, new):
+            first.find_element(By.ID, "current-password").send_keys(current)
+            first.find_element(By.ID, "new-password").send_keys(new)
+            first.find_element(By.ID, "change-password-submit").click()
+            WebDriverWait(first, 10).until(lambda d: "password=" in d.current_url or "error=" in d.current_url)
+            wait_visible(first, "signed-in")
+            WebDriverWait(first, 10).until(lambda d: d.find_element(By.ID, "status").text)
+
+        change_password("not my password", "a brand new password")
+        check("a wrong current password is refused on the page", "current password is wrong" in first.find_element(By.ID, "status").text,
+              first.find_element(By.ID, "status").text)
+        first.get(BASE + "/account")
+        wait_visible(first, "signed-in")
+        change_password(PASSWORD, "a brand new password")
+        check("the page says the password changed", "password was changed" in first.find_element(By.ID, "status").text,
+              first.find_element(By.ID, "status").text)
+        check("the other sessions ended with it", all(api("GET", "/v1/verify", token=t)[0] == 401 for t in tokens))
+        check("this browser is still signed in", first.find_element(By.ID, "who").text == user)
+        check("the new password logs in", api("POST", "/v1/login", {"username": user, "password": "a brand new password"})[0] == 200)
+        first.save_screenshot(os.path.join(SHOTS, "account-password-changed.png"))
+
+        # Sign out everywhere: every session of the user ends, API ones included.
+        first.find_element(By.ID, "sign-out-everywhere").click()
+        wait_visible(first, "signed-out")
+        check("sign out everywhere ends every session", all(api("GET", "/v1/verify", token=t)[0] == 401 for t in tokens))
+        check("and clears this browser's cookie", not [c for c in first.get_cookies() if "session" in c["name"]])
+    finally:
+        first.quit()
+        second.quit()
+
