@@ -1,5 +1,5 @@
 // swift-tools-version:6.2
-// The layout is the architecture: CHiredis → Redis → SessionCore → SessionHTTP → SessionServer.
+// The layout is the architecture: CHiredis → Redis → SessionCore → SessionHTTP → ServiceSettings → SessionServer.
 
 import PackageDescription
 
@@ -104,7 +104,6 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "NIOHTTPTypesHTTP1", package: "swift-nio-extras"),
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Logging", package: "swift-log"),
@@ -118,9 +117,26 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // The executable's settings: every flag and environment variable declared once (ArgumentParser), resolved into
+        // the plain values SessionHTTP takes; and the JSON log handler.
+        .target(
+            name: "ServiceSettings",
+            dependencies: [
+                "SessionHTTP",
+                "SessionCore",
+                "AccessTokens",
+                "Redis",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "SessionServer",
             dependencies: [
+                "ServiceSettings",
                 "SessionHTTP",
                 "AccessTokens",
                 "SessionCore",
@@ -189,7 +205,7 @@ let package = Package(
         .target(
             name: "HTTPTestSupport",
             dependencies: [
-                "SessionHTTP", "SessionCore", "Redis", "TestSupport", .product(name: "Hummingbird", package: "hummingbird"),
+                "SessionHTTP", "ServiceSettings", "SessionCore", "Redis", "TestSupport", .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -219,7 +235,7 @@ let package = Package(
         .testTarget(
             name: "SessionJWTTests",
             dependencies: [
-                "SessionJWT", "AccessTokens", "SessionHTTP", "SessionCore", "Redis", "TestSupport", "HTTPTestSupport",
+                "SessionJWT", "AccessTokens", "SessionHTTP", "ServiceSettings", "SessionCore", "Redis", "TestSupport", "HTTPTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
@@ -230,7 +246,7 @@ let package = Package(
         .testTarget(
             name: "SessionHTTPTests",
             dependencies: [
-                "SessionHTTP", "SessionCore", "Redis", "TestSupport", "HTTPTestSupport", "AccessTokens",
+                "SessionHTTP", "ServiceSettings", "SessionCore", "Redis", "TestSupport", "HTTPTestSupport", "AccessTokens",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -6,6 +6,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import ServiceSettings
 import SessionCore
 import SessionHTTP
 
@@ -33,16 +34,18 @@ struct SessionServer {
             )
             return
         }
+        let options: ServiceOptions
         var configuration: ServiceConfiguration
         do {
-            configuration = try ServiceConfiguration(environment: ProcessInfo.processInfo.environment, arguments: arguments)
+            options = try ServiceOptions.parse(environment: ProcessInfo.processInfo.environment, arguments: arguments)
+            configuration = try ServiceConfiguration(options)
         } catch {
             FileHandle.standardError.write(Data("session-service: \(error.description)\n".utf8))
             exit(2)
         }
 
-        let level = configuration.logLevel
-        switch configuration.logFormat {
+        let level = options.logLevel
+        switch options.logFormat {
         case .text:
             LoggingSystem.bootstrap { label in
                 var handler = StreamLogHandler.standardOutput(label: label)

@@ -5,6 +5,7 @@ public import HummingbirdTesting
 import Logging
 import NIOCore
 import Redis
+import ServiceSettings
 import SessionCore
 public import SessionHTTP
 import TestSupport

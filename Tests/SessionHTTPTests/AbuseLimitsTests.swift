@@ -3,6 +3,7 @@ import HTTPTestSupport
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
+import ServiceSettings
 import SessionCore
 import TestSupport
 import Testing

@@ -4,6 +4,7 @@ import HTTPTestSupport
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
+import ServiceSettings
 import SessionCore
 import Testing
 

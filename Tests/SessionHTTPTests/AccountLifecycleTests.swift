@@ -4,6 +4,7 @@ import HTTPTypes
 import HummingbirdTesting
 import NIOCore
 import Redis
+import ServiceSettings
 import SessionCore
 import SessionHTTP
 import TestSupport

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ServiceSettings
 import Testing
 
 @testable import SessionHTTP

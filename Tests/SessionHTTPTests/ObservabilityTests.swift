@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Redis
+import ServiceSettings
 import Testing
 
 @testable import SessionHTTP

@@ -10,6 +10,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Redis
+import ServiceSettings
 import SessionCore
 import TestSupport
 import Testing

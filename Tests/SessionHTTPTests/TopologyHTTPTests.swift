@@ -3,6 +3,7 @@ import HTTPTestSupport
 import HTTPTypes
 import HummingbirdTesting
 import Redis
+import ServiceSettings
 import SessionCore
 import SessionHTTP
 import TestSupport

@@ -6,6 +6,7 @@ import Hummingbird
 import HummingbirdTesting
 import NIOCore
 import Redis
+import ServiceSettings
 import SessionCore
 import SessionHTTP
 import Synchronization

@@ -1,11 +1,11 @@
-import NIOCore
+package import NIOCore
 import Redis
 
 /// Writes the small, flat JSON objects this API answers with, straight into a ByteBuffer.
 ///
 /// Why not JSONEncoder: these bodies are on the hot path and have a handful of string fields; writing them
 /// directly costs one allocation instead of a trip through Codable and Foundation.
-struct JSONWriter {
+package struct JSONWriter {
     /// The API's JSON media type.
     static let contentType = "application/json; charset=utf-8"
 
@@ -72,7 +72,7 @@ struct JSONWriter {
         }
     }
 
-    static func writeString(_ value: String, into buffer: inout ByteBuffer) {
+    package static func writeString(_ value: String, into buffer: inout ByteBuffer) {
         buffer.writeStaticString("\"")
         // Nearly every value (ids, timestamps, codes) needs no escaping: copy it whole.
         if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {

@@ -1,4 +1,4 @@
-import Foundation
+package import Foundation
 
 #if canImport(Glibc)
     import Glibc
@@ -6,8 +6,8 @@ import Foundation
 
 /// Timestamps as the API writes them, from one UTC calendar conversion and without a DateFormatter: RFC 3339 with
 /// milliseconds in JSON (`2026-11-26T16:20:00.123Z`), RFC 9110's IMF-fixdate in the `Date` header.
-enum UTCTime {
-    static func rfc3339(_ date: Date) -> String {
+package enum UTCTime {
+    package static func rfc3339(_ date: Date) -> String {
         let milliseconds = Int64((date.timeIntervalSince1970 * 1000).rounded(.down))
         let parts = calendar(Int(milliseconds / 1000))
         return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"

@@ -86,7 +86,7 @@ public struct SessionCookie: Sendable, Equatable {
     }
 
     /// `host[:port]` of `scheme://host[:port]`; nil for `null` or anything else.
-    static func hostAndPort(ofOrigin origin: String) -> Substring? {
+    package static func hostAndPort(ofOrigin origin: String) -> Substring? {
         guard let separator = origin.range(of: "://") else { return nil }
         let rest = origin[separator.upperBound...]
         guard !rest.isEmpty, !rest.contains("/") else { return nil }

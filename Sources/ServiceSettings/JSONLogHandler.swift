@@ -2,6 +2,7 @@ import Foundation
 public import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import SessionHTTP
 
 #if canImport(Glibc)
     import Glibc

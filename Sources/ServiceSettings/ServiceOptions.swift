@@ -6,10 +6,7 @@ import Foundation
 public import Logging
 import Redis
 import SessionCore
-
-#if canImport(Glibc)
-    import Glibc
-#endif
+public import SessionHTTP
 
 /// Every setting of the service, declared once: its flag (from the property name, `redisURL` → `--redis-url`), its
 /// default, its validation and its help text. `--help` is generated from these declarations; so is the environment:
@@ -320,12 +317,12 @@ extension Logger.Level: @retroactive ExpressibleByArgument {
 
 extension ServiceOptions {
     /// The environment variable each flag reads: the flag's name in capitals, dashes as underscores.
-    static func environmentName(ofFlag flag: String) -> String {
+    package static func environmentName(ofFlag flag: String) -> String {
         String(flag.uppercased().map { $0 == "-" ? "_" : $0 })
     }
 
     /// The long flag of every option, as ArgumentParser derives it from the property name (`redisURL` → `redis-url`).
-    static var flags: [String] {
+    package static var flags: [String] {
         Mirror(reflecting: ServiceOptions()).children.compactMap { child in
             guard let label = child.label, label.hasPrefix("_") else { return nil }
             return kebabCase(String(label.dropFirst()))
@@ -352,7 +349,7 @@ extension ServiceOptions {
 
     /// The environment's settings as flags, placed before the command line's so that a flag wins (the last value of
     /// an option is the one ArgumentParser keeps).
-    static func arguments(fromEnvironment environment: [String: String]) -> [String] {
+    package static func arguments(fromEnvironment environment: [String: String]) -> [String] {
         flags.flatMap { flag -> [String] in
             guard let value = environment[environmentName(ofFlag: flag)] else { return [] }
             // One argument: a value that begins with `-` (a base64url secret, 1 time in 64) is not read as an option.
@@ -394,36 +391,5 @@ extension ServiceOptions {
     private static func redacted(_ message: String, _ urls: [String], _ secrets: [String]) -> String {
         let withoutURLs = urls.filter { !$0.isEmpty }.reduce(message) { $0.replacingOccurrences(of: $1, with: "(the Redis URL)") }
         return secrets.filter { !$0.isEmpty }.reduce(withoutURLs) { $0.replacingOccurrences(of: $1, with: "(redacted)") }
-    }
-}
-
-/// The machine's cores and the process' descriptor limit, for defaults.
-public enum System {
-    static var coreCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
-
-    /// `RLIMIT_NOFILE` as each C library spells it (an enum in glibc, an `Int32` in Darwin's).
-    #if os(Linux)
-        static let noFile = Int32(RLIMIT_NOFILE.rawValue)
-    #else
-        static let noFile = RLIMIT_NOFILE
-    #endif
-
-    /// The soft limit on open files (`RLIMIT_NOFILE`).
-    package static var openFileLimit: Int {
-        var limit = rlimit()
-        guard getrlimit(System.noFile, &limit) == 0 else { return 1024 }
-        return Int(clamping: limit.rlim_cur)
-    }
-
-    /// Raises the soft open-file limit to the hard one (start-up: every connection is a descriptor).
-    /// - Returns: the soft limit now.
-    @discardableResult
-    public static func raiseOpenFileLimit() -> Int {
-        var limit = rlimit()
-        if getrlimit(System.noFile, &limit) == 0, limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max
-            _ = setrlimit(System.noFile, &limit)
-        }
-        return openFileLimit
     }
 }
