@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
-# Multi-stage: build with the Swift toolchain, run on a slim Debian with only hiredis' runtime library, as non-root.
+# Multi-stage: build with the Swift toolchain, run on a slim Debian with only the runtime libraries of hiredis and
+# libargon2, as non-root.
 
 FROM swift:6.3-bookworm AS build
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libhiredis-dev \
+    && apt-get install -y --no-install-recommends libhiredis-dev libargon2-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Every path Package.swift names must be in the context, or SwiftPM refuses the manifest.
@@ -20,7 +21,7 @@ RUN swift package resolve \
 FROM debian:bookworm-slim
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libhiredis0.14 ca-certificates curl \
+    && apt-get install -y --no-install-recommends libhiredis0.14 libargon2-1 ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /usr/local/bin/session-service /usr/local/bin/session-service

@@ -1,5 +1,5 @@
 // swift-tools-version:6.2
-// The layout is the architecture: CHiredis → Redis → SessionCore → SessionHTTP → ServiceSettings → SessionServer.
+// The layout is the architecture: CHiredis (CArgon2) → Redis → SessionCore → SessionHTTP → ServiceSettings → SessionServer.
 
 import PackageDescription
 
@@ -47,6 +47,8 @@ let package = Package(
         // warning on every build; the headers are in /usr/include and the modulemap links the library.
         // scripts/lib/common.sh (ensure_base_packages) installs libhiredis-dev.
         .systemLibrary(name: "CHiredis"),
+        // Argon2id from Debian's libargon2 (libargon2-dev, installed by ensure_base_packages), the reference implementation.
+        .systemLibrary(name: "CArgon2"),
         .target(name: "CHiredisShims", dependencies: ["CHiredis"]),
         .target(
             name: "Redis",
@@ -70,6 +72,7 @@ let package = Package(
             name: "SessionCore",
             dependencies: [
                 "Redis",
+                "CArgon2",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -222,7 +225,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SessionCoreTests",
-            dependencies: ["SessionCore", "Redis", "TestSupport"],
+            dependencies: ["SessionCore", "Redis", "TestSupport", .product(name: "HummingbirdBcrypt", package: "hummingbird-auth")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

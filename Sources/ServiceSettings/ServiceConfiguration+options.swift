@@ -118,7 +118,16 @@ extension ServiceConfiguration {
             registrationMaxPerAddress: options.registrationMaxPerAddress,
             trustedProxies: trustedProxies,
             maxBodySize: options.maxBodySize,
-            bcryptCost: UInt8(options.bcryptCost),
+            passwordHashing: options.passwordHash == .bcrypt
+                ? .bcrypt(cost: UInt8(options.bcryptCost))
+                : .argon2id(
+                    Argon2id.Parameters(
+                        memoryKiB: UInt32(options.argon2MemoryKib), iterations: UInt32(options.argon2Iterations),
+                        parallelism: UInt32(options.argon2Parallelism))),
+            passwordPolicy: PasswordPolicy(minimumLength: options.passwordMinLength),
+            authentication: AuthenticationSettings(
+                reauthMaxAge: .seconds(options.reauthMaxAge), totpIssuer: options.totpIssuer,
+                totpEncryptionKey: options.totpEncryptionKey.flatMap { Data(base64Encoded: $0) }.map(Array.init)),
             hashThreads: options.hashThreads,
             verifyFastPath: options.verifyFastPath == .on,
             cookie: cookie,

@@ -8,13 +8,29 @@ public struct AccountService: Sendable {
     public let throttle: LoginThrottle
     /// Whether `register` accepts new users (`REGISTRATION=open|closed`).
     public let registrationOpen: Bool
+    /// What a new password must be.
+    public let policy: PasswordPolicy
+    /// TOTP factors and login challenges; nil: no second factor anywhere.
+    public let secondFactors: SecondFactorStore?
 
-    public init(users: any UserStore, sessions: any SessionStore, hasher: PasswordHasher, throttle: LoginThrottle, registrationOpen: Bool) {
+    public init(
+        users: any UserStore, sessions: any SessionStore, hasher: PasswordHasher, throttle: LoginThrottle, registrationOpen: Bool,
+        policy: PasswordPolicy = PasswordPolicy(), secondFactors: SecondFactorStore? = nil
+    ) {
         self.users = users
         self.sessions = sessions
         self.hasher = hasher
         self.throttle = throttle
         self.registrationOpen = registrationOpen
+        self.policy = policy
+        self.secondFactors = secondFactors
+    }
+
+    /// A login's outcome: a session, or — the password was right and the account has a second factor — a challenge
+    /// that `completeLogin` turns into a session with a code.
+    public enum LoginResult: Sendable {
+        case session(token: SessionToken, session: Session, user: User)
+        case secondFactorRequired(challenge: SessionToken, expiresIn: Int64)
     }
 
     /// Registers a user. Every well-formed attempt counts toward the client address' registration limit before it
@@ -24,7 +40,7 @@ public struct AccountService: Sendable {
     public func register(username: String, password: String, clientAddress: String = "") async throws(SessionError) -> User {
         guard registrationOpen else { throw .registrationClosed }
         try Credentials.validateUsername(username)
-        try Credentials.validatePassword(password)
+        try policy.check(password, username: username)
         try await throttle.countRegistration(clientAddress: clientAddress)
         let hash = try await hasher.hash(password, for: clientAddress)
         return try await users.create(username: username, passwordHash: hash)
@@ -32,17 +48,17 @@ public struct AccountService: Sendable {
 
     /// Checks a password and starts a session.
     ///
-    /// Unknown usernames and wrong passwords fail alike (same error, one bcrypt each). Malformed credentials
+    /// Unknown usernames and wrong passwords fail alike (same error, one hash each). Malformed credentials
     /// fail the same way without hashing: they can belong to no account. A right password on a disabled account is
     /// `accountDisabled` (a wrong one stays `invalidCredentials`: the state is told only to who knows the password).
     /// The account state is read before the password hash, and the session is created only if it is unchanged (see
     /// `RedisSessionStore+account.swift` for why that keeps a disable or a password change race-free).
     /// - Throws: `invalidCredentials`, `accountDisabled`, `tooManyAttempts`, `storeUnavailable`, `overloaded`.
-    public func login(username: String, password: String, clientAddress: String, userAgent: String? = nil) async throws(SessionError) -> (
-        token: SessionToken, session: Session, user: User
-    ) {
+    public func login(username: String, password: String, clientAddress: String, userAgent: String? = nil) async throws(SessionError)
+        -> LoginResult
+    {
         try await throttle.check(username: username, clientAddress: clientAddress)
-        let wellFormed = (try? Credentials.validateUsername(username)) != nil && (try? Credentials.validatePassword(password)) != nil
+        let wellFormed = (try? Credentials.validateUsername(username)) != nil && Credentials.isPlausiblePassword(password)
         let id = wellFormed ? try await users.userID(username: username) : nil
         let stamp = id != nil ? try await sessions.accountStamp(of: id!) : nil
         let found = id != nil ? try await users.record(id!) : nil
@@ -53,16 +69,39 @@ public struct AccountService: Sendable {
         }
         try await throttle.reset(username: username, clientAddress: clientAddress)
         guard !stamp.refusesSessions else { throw .accountDisabled }
+        await rehashIfNeeded(found, password: password, clientAddress: clientAddress)
         let metadata = SessionMetadata(ip: clientAddress, userAgent: userAgent)
-        let (token, session) = try await sessions.create(for: found.user.id, expecting: stamp, metadata: metadata)
+        if let secondFactors, try await secondFactors.enabledSecret(of: found.user.id) != nil {
+            let challenge = try await secondFactors.openChallenge(for: found.user.id, stamp: stamp, metadata: metadata)
+            return .secondFactorRequired(challenge: challenge, expiresIn: SecondFactorStore.challengeLifetime)
+        }
+        let (token, session) = try await startSession(found, stamp: stamp, metadata: metadata, level: .password)
+        return .session(token: token, session: session, user: found.user)
+    }
+
+    /// Creates the session of a proved login, unless the account changed since `stamp` was read.
+    func startSession(_ found: UserRecord, stamp: AccountStamp, metadata: SessionMetadata?, level: AuthenticationLevel) async throws(SessionError)
+        -> (token: SessionToken, session: Session)
+    {
+        let (token, session) = try await sessions.create(for: found.user.id, expecting: stamp, metadata: metadata, level: level)
         // A deletion's last step removes the state the create compared, so a login that read the state before the
         // deletion began could create after it ended: the record says so now, and the session goes before anyone has it.
+        // (A credential change is the state's to catch: the create refused it, or it came after and ended the session.
+        // The hash itself may differ here: a concurrent login of the same user rehashed it.)
         let after = try await users.record(found.user.id)
-        guard let after, after.passwordHash == found.passwordHash, !after.disabled else {
+        guard let after, !after.disabled else {
             _ = try? await sessions.revoke(session.id, of: found.user.id)
             throw after?.disabled == true ? .accountDisabled : .invalidCredentials
         }
-        return (token, session, found.user)
+        return (token, session)
+    }
+
+    /// A hash made otherwise than new ones are now (bcrypt, other costs, before NFC) is replaced on a successful login,
+    /// only if it is still the stored one (a password change meanwhile wins). Best effort: the login has succeeded; a
+    /// failure leaves the old hash, which still verifies, for the next login.
+    private func rehashIfNeeded(_ record: UserRecord, password: String, clientAddress: String) async {
+        guard hasher.needsRehash(record.passwordHash), let hash = try? await hasher.hash(password, for: clientAddress) else { return }
+        _ = try? await users.replacePasswordHash(record.user.id, from: record.passwordHash, to: hash)
     }
 
     /// Changes a signed-in user's password after checking the current one (a wrong one counts as a failed login for
@@ -73,9 +112,9 @@ public struct AccountService: Sendable {
         of user: UserID, keeping current: SessionID, currentPassword: String, newPassword: String, endOtherSessions: Bool,
         clientAddress: String
     ) async throws(SessionError) {
-        try Credentials.validatePassword(newPassword)
         guard let record = try await users.record(user) else { throw .invalidCredentials }
         let username = record.user.username
+        try policy.check(newPassword, username: username)
         try await throttle.check(username: username, clientAddress: clientAddress)
         guard try await hasher.verify(currentPassword, against: record.passwordHash, for: clientAddress) else {
             try await throttle.recordFailure(username: username, clientAddress: clientAddress)
@@ -89,8 +128,8 @@ public struct AccountService: Sendable {
     /// An operator's password reset: the rules apply, and every session ends.
     /// - Throws: `invalidRequest`, `notFound`, `storeUnavailable`, `overloaded`.
     public func resetPassword(of user: UserID, to newPassword: String, clientAddress: String) async throws(SessionError) {
-        try Credentials.validatePassword(newPassword)
-        guard try await users.record(user) != nil else { throw .userNotFound }
+        guard let record = try await users.record(user) else { throw .userNotFound }
+        try policy.check(newPassword, username: record.user.username)
         try await setPassword(user, to: newPassword, keeping: nil, endSessions: true, clientAddress: clientAddress)
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Username and password rules, checked before anything touches Redis or the hasher.
 public enum Credentials {
     /// Usernames: 3–64 of ASCII letters, digits and `._-@`; unique case-insensitively.
@@ -15,16 +17,48 @@ public enum Credentials {
         }
     }
 
-    /// Passwords: 8–256 characters, no control characters (NUL, CR, LF…).
-    public static func validatePassword(_ password: String) throws(SessionError) {
-        guard (8...256).contains(password.count) else { throw .invalidRequest("password must be 8 to 256 characters") }
-        guard !password.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw .invalidRequest("password must not contain control characters")
-        }
+    /// Whether a password could be anyone's, whatever the policy was when it was set: login hashes nothing else (a
+    /// malformed one fails like a wrong one, without the cost of a hash).
+    public static func isPlausiblePassword(_ password: String) -> Bool {
+        let scalars = password.unicodeScalars
+        return !scalars.isEmpty && scalars.count <= 4 * PasswordPolicy.maximumLength
+            && !scalars.contains(where: { $0.properties.generalCategory == .control })
     }
 
     /// The case-insensitive form a username is unique under.
     public static func normalize(_ username: String) -> String {
         String(decoding: username.utf8.map { (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains($0) ? $0 + 32 : $0 }, as: UTF8.self)
     }
+}
+
+/// The rules a new password must meet (registration, password change, operator reset) — NIST SP 800-63B 5.1.1.2's:
+/// a minimum length, a maximum, not a known common password, not the username; no composition rules.
+public struct PasswordPolicy: Sendable {
+    /// Characters at least, counted as Unicode scalars of the NFC form (`PASSWORD_MIN_LENGTH`).
+    public var minimumLength: Int
+    /// Characters at most.
+    public static let maximumLength = 256
+
+    public init(minimumLength: Int = 8) {
+        self.minimumLength = minimumLength
+    }
+
+    /// - Throws: `invalidRequest` with a message naming the rule the password breaks.
+    public func check(_ password: String, username: String) throws(SessionError) {
+        let normalized = password.precomposedStringWithCanonicalMapping
+        let length = normalized.unicodeScalars.count
+        guard length >= minimumLength else { throw .invalidRequest("password must be at least \(minimumLength) characters") }
+        guard length <= Self.maximumLength else { throw .invalidRequest("password must be at most \(Self.maximumLength) characters") }
+        guard !normalized.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw .invalidRequest("password must not contain control characters")
+        }
+        let folded = normalized.lowercased()
+        guard folded != username.lowercased() else { throw .invalidRequest("password must not be the username") }
+        guard !Self.commonPasswords.contains(folded) else {
+            throw .invalidRequest("password is one of the 10,000 most common passwords")
+        }
+    }
+
+    /// The list (`CommonPasswords.swift`), lowercased as it comes.
+    static let commonPasswords: Set<String> = Set(commonPasswordList.split(separator: "\n").map(String.init))
 }

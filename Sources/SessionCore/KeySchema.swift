@@ -8,6 +8,8 @@ import Redis
 /// | `P{t}s<16 bytes>` | string (28 bytes + metadata) | a session: absolute expiry (6 bytes, ms), creation (6 bytes, ms), user ID (16 bytes); then where it was started (`SessionMetadata`: address, User-Agent), which verification never reads (`GETRANGE 0 27`) | idle timeout, renewed on use, never past the absolute expiry |
 /// | `P{t}x:<user-id>` | sorted set | the user's sessions: member = 16-byte session ID, score = absolute expiry (whole seconds, rounded up) | at the latest absolute expiry among them |
 /// | `P{t}a:<user-id>` | string | the user's account state, beside the sessions: `<n>` (credentials changed n times), `d<n>` (disabled), `x` (being deleted); absent = `0` | never (removed when back to `0` and on deletion) |
+/// | `P{t}o:<user-id>` | hash | the user's TOTP factor: `secret`, `pending` (sealed, see `TOTPSecretBox`), `last` (latest accepted time step), `r:<sha-256>` per recovery code (`1` unused, `0` used) | never (removed when the factor is turned off and on deletion) |
+/// | `P{t}c<16 bytes>` | hash | a login waiting for its second factor: `user`, `stamp`, `fails`, `meta` | 300 s |
 /// | `Pu:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms), `disabled` (`1`, when disabled) | never |
 /// | `Pn:<lowercased username>` | string | the user ID of a username (uniqueness, case-insensitive) | never |
 /// | `Pf:<hex>` | string (counter) | failed logins for one username from one client address; hex = SHA-256 of both, truncated | the failure window |
@@ -63,6 +65,18 @@ public struct KeySchema: Sendable, Equatable {
     /// `RedisSessionStore.createScript`).
     public func accountState(_ user: UserID) -> String {
         prefix + "{" + String(decoding: user.tag.digits, as: UTF8.self) + "}a:" + user.text
+    }
+
+    /// A user's TOTP factor, in the slot of their sessions (see `SecondFactorStore`).
+    public func secondFactor(_ user: UserID) -> String {
+        prefix + "{" + String(decoding: user.tag.digits, as: UTF8.self) + "}o:" + user.text
+    }
+
+    /// A login challenge waiting for its second factor: its handle's tag (the user's), then the handle's hashed ID.
+    public func challenge(_ id: SessionID, tag: ShardTag) -> [UInt8] {
+        var key = Array(prefix.utf8) + [UInt8(ascii: "{")] + tag.digits + Array("}c".utf8)
+        key.append(contentsOf: id.bytes)
+        return key
     }
 
     /// A user's record.

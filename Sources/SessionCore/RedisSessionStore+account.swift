@@ -22,7 +22,7 @@ extension RedisSessionStore {
     public func changeAccount(of user: UserID, _ change: AccountChange, keeping: SessionID?) async throws(SessionError) -> [SessionID] {
         let prefix = keys.sessionKeyPrefix(user.tag)
         let reply = try await run(
-            Self.accountScript, keys: [keys.sessionIndex(user), keys.accountState(user)],
+            Self.accountScript, keys: [keys.sessionIndex(user), keys.accountState(user), keys.secondFactor(user)],
             arguments: [prefix, change.rawValue, keeping?.bytes ?? []], durable: true
         )
         let ended = (reply.array ?? []).compactMap { $0.bytes }.filter { $0.count == 16 }
@@ -36,7 +36,7 @@ extension RedisSessionStore {
         return Int(reply.int ?? 0)
     }
 
-    /// KEYS: index, account state. ARGV: session key prefix, change (`AccountChange`), the session to keep (16 bytes,
+    /// KEYS: index, account state, TOTP factor (purged with the rest). ARGV: session key prefix, change (`AccountChange`), the session to keep (16 bytes,
     /// or empty). Returns the IDs of the sessions it ended.
     static let accountScript = RedisScript(
         name: "account",
@@ -69,7 +69,7 @@ extension RedisSessionStore {
         elseif change == 'delete' then
             redis.call('SET', KEYS[2], 'x')
         elseif change == 'purge' then
-            redis.call('DEL', KEYS[1], KEYS[2])
+            redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
         end
         return ended
         """

@@ -46,12 +46,14 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     }
 
     public func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) {
-        try await create(for: user, expecting: nil, metadata: nil)
+        try await create(for: user, expecting: nil, metadata: nil, level: .password)
     }
 
-    public func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?) async throws(SessionError) -> (
-        token: SessionToken, session: Session
-    ) {
+    public func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?, level: AuthenticationLevel)
+        async throws(SessionError) -> (
+            token: SessionToken, session: Session
+        )
+    {
         // The token carries the user's tag: the session lands in the slot of the user's index.
         let token = SessionToken.random(for: user)
         let id = token.sessionID
@@ -60,7 +62,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
             keys: [keys.session(id, tag: user.tag), keys.sessionIndex(user), keys.accountState(user)],
             arguments: [
                 user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix(user.tag),
-                configuration.maxSessionsPerUser, stamp?.text ?? "*", metadata?.encoded ?? [],
+                configuration.maxSessionsPerUser, stamp?.text ?? "*", metadata?.encoded ?? [], level == .secondFactor ? 1 : 0,
             ]
         )
         switch reply.int {
@@ -75,7 +77,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         let absolute = created + configuration.absoluteMilliseconds
         let session = Session(
             id: id, userID: user, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(idleDeadline, absolute)),
-            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(created), metadata: metadata
+            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(created), metadata: metadata, level: level
         )
         return (token, session)
     }
@@ -246,17 +248,24 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         bytes.reduce(Int64(0)) { $0 << 8 | Int64($1) }
     }
 
+    /// The top bit of the 6-byte creation time: the login was proved with a second factor (`AuthenticationLevel`). 47
+    /// bits of milliseconds last until the year 6429; the flag costs no byte, so the near cache and the fast path
+    /// carry it in the same 28 bytes.
+    static let secondFactorBit: Int64 = 1 << 47
+
     private func decode(id: SessionID, value: [UInt8], expiresAt: Int64, now: Int64) -> Session? {
         guard value.count >= 28 else { return nil }
         let absolute = Self.int48(value[0..<6])
-        let created = Self.int48(value[6..<12])
+        let stamped = Self.int48(value[6..<12])
+        let created = stamped & (Self.secondFactorBit - 1)
         let userID = UserID(bytes: value[12..<28])
         // A renewal sets the TTL to idle + touch interval, so the last renewal is the deadline minus that (exact while
         // the deadline is not capped by the absolute one); the last use is at most one touch interval later.
         let lastSeen = max(created, min(now, expiresAt - renewalMilliseconds))
         return Session(
             id: id, userID: userID, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(expiresAt, absolute)),
-            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(lastSeen), metadata: SessionMetadata(stored: value[28...])
+            absoluteExpiresAt: .milliseconds(absolute), lastSeenAt: .milliseconds(lastSeen), metadata: SessionMetadata(stored: value[28...]),
+            level: stamped & Self.secondFactorBit != 0 ? .secondFactor : .password
         )
     }
 }
@@ -270,8 +279,10 @@ extension RedisSessionStore {
 
     /// KEYS: session, index, account state. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes),
     /// session key prefix, max sessions per user, the account state the login read before checking the password (`*`:
-    /// any), the session's metadata (`SessionMetadata`, stored after its 28 bytes; may be empty). Returns {created, idle deadline}; nil when the session key already exists; -1 when the account is disabled
-    /// or being deleted; -2 when its credentials changed since the login read the state.
+    /// any), the session's metadata (`SessionMetadata`, stored after its 28 bytes; may be empty), 1 when a second factor
+    /// proved the login (the creation time's top bit: `secondFactorBit`). Returns {created, idle deadline}; nil when the
+    /// session key already exists; -1 when the account is disabled or being deleted; -2 when its credentials changed
+    /// since the login read the state.
     static let createScript = RedisScript(
         name: "create",
         Lua.redisTime + """
@@ -288,7 +299,7 @@ extension RedisSessionStore {
                 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], top[2], top[2], 'BYSCORE')) do
                     local latest = redis.call('GET', ARGV[5] .. id)
                     if latest then
-                        local created = struct.unpack('>I6', latest, 7)
+                        local created = struct.unpack('>I6', latest, 7) % 140737488355328
                         if created >= now then now = created + 1 end
                     end
                 end
@@ -296,7 +307,9 @@ extension RedisSessionStore {
             local idle = tonumber(ARGV[2])
             local absolute = now + tonumber(ARGV[3])
             local ttl = math.min(idle, absolute - now)
-            local value = struct.pack('>I6I6', absolute, now) .. ARGV[1] .. ARGV[8]
+            local stamped = now
+            if ARGV[9] == '1' then stamped = now + 140737488355328 end
+            local value = struct.pack('>I6I6', absolute, stamped) .. ARGV[1] .. ARGV[8]
             if not redis.call('SET', KEYS[1], value, 'PX', ttl, 'NX') then return nil end
             redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. math.floor(now / 1000))
             redis.call('ZADD', KEYS[2], math.ceil(absolute / 1000), ARGV[4])
@@ -309,7 +322,7 @@ extension RedisSessionStore {
                 for _, id in ipairs(redis.call('ZRANGE', KEYS[2], '-inf', bound, 'BYSCORE')) do
                     if id ~= ARGV[4] then
                         local old = redis.call('GET', ARGV[5] .. id)
-                        table.insert(aged, {id, old and struct.unpack('>I6', old, 7) or 0})
+                        table.insert(aged, {id, old and struct.unpack('>I6', old, 7) % 140737488355328 or 0})
                     end
                 end
                 table.sort(aged, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1]) end)

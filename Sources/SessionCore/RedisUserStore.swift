@@ -79,6 +79,13 @@ public final class RedisUserStore: UserStore {
         return try await withStore { try await redis.evaluate(Self.updateScript, keys: [key], arguments: ["pw", hash], durable: true) }.int == 1
     }
 
+    /// Replaces a user's password hash with a rehash of the same password, only if the stored one is still `old` (a
+    /// password change in between wins); false otherwise.
+    public func replacePasswordHash(_ id: UserID, from old: String, to new: String) async throws(SessionError) -> Bool {
+        let key = keys.user(id)
+        return try await withStore { try await redis.evaluate(Self.rehashScript, keys: [key], arguments: [old, new], durable: true) }.int == 1
+    }
+
     /// Marks a user disabled or not (what operators see); false when there is no such user.
     public func setDisabled(_ id: UserID, _ disabled: Bool) async throws(SessionError) -> Bool {
         let key = keys.user(id)
@@ -127,6 +134,16 @@ public final class RedisUserStore: UserStore {
         """
         if not redis.call('HGET', KEYS[1], 'name') then return 0 end
         redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+        return 1
+        """
+    )
+
+    /// KEYS: user key. ARGV: old hash, new hash. Swaps the hash if it is still the old one: 1, else 0.
+    static let rehashScript = RedisScript(
+        name: "rehash_user",
+        """
+        if redis.call('HGET', KEYS[1], 'pw') ~= ARGV[1] then return 0 end
+        redis.call('HSET', KEYS[1], 'pw', ARGV[2])
         return 1
         """
     )

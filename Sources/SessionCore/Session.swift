@@ -16,13 +16,17 @@ public struct Session: Sendable, Hashable {
     public let lastSeenAt: Date
     /// Where it was started; nil when not read (a verification reads only the session itself) or never recorded.
     public var metadata: SessionMetadata?
-    /// When the session's credentials were last checked: its login, for now.
+    /// How the login behind it was proved.
+    public let level: AuthenticationLevel
+    /// When the session's credentials were checked: its login or re-authentication (which starts a new session).
     public var authenticatedAt: Date { createdAt }
 
     public init(
-        id: SessionID, userID: UserID, createdAt: Date, expiresAt: Date, absoluteExpiresAt: Date, lastSeenAt: Date, metadata: SessionMetadata? = nil
+        id: SessionID, userID: UserID, createdAt: Date, expiresAt: Date, absoluteExpiresAt: Date, lastSeenAt: Date, metadata: SessionMetadata? = nil,
+        level: AuthenticationLevel = .password
     ) {
         self.metadata = metadata
+        self.level = level
         self.id = id
         self.userID = userID
         self.createdAt = createdAt
@@ -30,4 +34,15 @@ public struct Session: Sendable, Hashable {
         self.absoluteExpiresAt = absoluteExpiresAt
         self.lastSeenAt = lastSeenAt
     }
+}
+
+/// How a session's login was proved: a password alone, or a password and a second factor.
+public enum AuthenticationLevel: Sendable, Hashable {
+    case password
+    case secondFactor
+
+    /// RFC 8176 authentication method references: `["pwd"]` or `["pwd", "otp"]`.
+    public var amr: [String] { self == .password ? ["pwd"] : ["pwd", "otp"] }
+    /// NIST SP 800-63B authenticator assurance level, as `acr` values: `aal1` or `aal2`.
+    public var acr: String { self == .password ? "aal1" : "aal2" }
 }

@@ -18,6 +18,9 @@ public struct SessionError: Error, Sendable, CustomStringConvertible {
             case notFound = "not_found"
             case overloaded = "overloaded"
             case accountDisabled = "account_disabled"
+            case invalidCode = "invalid_code"
+            case invalidChallenge = "invalid_challenge"
+            case reauthenticationRequired = "reauthentication_required"
         }
 
         private let base: Base
@@ -38,6 +41,12 @@ public struct SessionError: Error, Sendable, CustomStringConvertible {
         public static var overloaded: Self { .init(.overloaded) }
         /// The password was right, but an operator disabled the account.
         public static var accountDisabled: Self { .init(.accountDisabled) }
+        /// A second-factor code (or recovery code) that is wrong, already used, or out of its window.
+        public static var invalidCode: Self { .init(.invalidCode) }
+        /// A login challenge that is unknown, expired, used, or voided by too many wrong codes.
+        public static var invalidChallenge: Self { .init(.invalidChallenge) }
+        /// A sensitive operation on a session whose login is older than `REAUTH_MAX_AGE`.
+        public static var reauthenticationRequired: Self { .init(.reauthenticationRequired) }
     }
 
     /// The kind of failure.
@@ -77,6 +86,13 @@ public struct SessionError: Error, Sendable, CustomStringConvertible {
     public static var overloaded: Self { .init(.overloaded, "too many logins in progress; try again shortly", retryAfter: 1) }
     public static var accountDisabled: Self { .init(.accountDisabled, "this account is disabled") }
     public static var userNotFound: Self { .init(.notFound, "no such user") }
+    public static var invalidCode: Self { .init(.invalidCode, "the code is wrong, expired or already used") }
+    public static var invalidChallenge: Self {
+        .init(.invalidChallenge, "the login challenge is unknown, expired or used up; log in with the password again")
+    }
+    public static var reauthenticationRequired: Self {
+        .init(.reauthenticationRequired, "this needs a recent login: POST /v1/session/reauthenticate first")
+    }
 }
 
 extension SessionError {

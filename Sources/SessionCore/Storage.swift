@@ -13,9 +13,9 @@ public protocol SessionStore: Sendable {
     func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session)
     /// Starts a session unless the account is disabled (`accountDisabled`) or its state is no longer `stamp` — its
     /// credentials changed after the login read it (`invalidCredentials`); nil `stamp`: any state but disabled.
-    func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?) async throws(SessionError) -> (
-        token: SessionToken, session: Session
-    )
+    /// `level`: how the login was proved (kept with the session, in its 28 bytes).
+    func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?, level: AuthenticationLevel) async throws(SessionError)
+        -> (token: SessionToken, session: Session)
     /// The account's state as session creation sees it; read before the password is checked.
     func accountStamp(of user: UserID) async throws(SessionError) -> AccountStamp
     /// Changes the account's state and ends its sessions (but `keeping`) in one atomic step; returns the ended IDs.
@@ -60,6 +60,9 @@ public protocol UserStore: Sendable {
     func record(_ id: UserID) async throws(SessionError) -> UserRecord?
     /// Replaces a user's password hash; false when there is no such user.
     func setPassword(_ id: UserID, hash: String) async throws(SessionError) -> Bool
+    /// Replaces a user's password hash with another of the same password (a rehash) only if it is still `old`; false
+    /// otherwise.
+    func replacePasswordHash(_ id: UserID, from old: String, to new: String) async throws(SessionError) -> Bool
     /// Marks a user disabled or not; false when there is no such user.
     func setDisabled(_ id: UserID, _ disabled: Bool) async throws(SessionError) -> Bool
     /// Removes a user's record and their username reservation.

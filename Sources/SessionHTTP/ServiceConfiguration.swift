@@ -25,7 +25,12 @@ public struct ServiceConfiguration: Sendable {
     public var registrationMaxPerAddress: Int
     public var trustedProxies: TrustedProxies
     public var maxBodySize: Int
-    public var bcryptCost: UInt8
+    /// How new passwords are hashed.
+    public var passwordHashing: PasswordHashScheme
+    /// What a new password must be.
+    public var passwordPolicy: PasswordPolicy
+    /// The second factor and re-authentication.
+    public var authentication: AuthenticationSettings
     public var hashThreads: Int
     public var verifyFastPath: Bool
     /// The browser session cookie and its CSRF allowances.
@@ -66,7 +71,9 @@ public struct ServiceConfiguration: Sendable {
         registrationMaxPerAddress: Int,
         trustedProxies: TrustedProxies,
         maxBodySize: Int,
-        bcryptCost: UInt8,
+        passwordHashing: PasswordHashScheme,
+        passwordPolicy: PasswordPolicy,
+        authentication: AuthenticationSettings,
         hashThreads: Int,
         verifyFastPath: Bool,
         cookie: SessionCookie,
@@ -94,7 +101,9 @@ public struct ServiceConfiguration: Sendable {
         self.registrationMaxPerAddress = registrationMaxPerAddress
         self.trustedProxies = trustedProxies
         self.maxBodySize = maxBodySize
-        self.bcryptCost = bcryptCost
+        self.passwordHashing = passwordHashing
+        self.passwordPolicy = passwordPolicy
+        self.authentication = authentication
         self.hashThreads = hashThreads
         self.verifyFastPath = verifyFastPath
         self.cookie = cookie
@@ -127,5 +136,21 @@ public struct AdminSettings: Sendable {
         self.host = host
         self.port = port
         self.clients = clients
+    }
+}
+
+/// The second factor and re-authentication (`TOTP_ISSUER`, `TOTP_ENCRYPTION_KEY`, `REAUTH_MAX_AGE`).
+public struct AuthenticationSettings: Sendable {
+    /// How recent a login `POST /v1/password` and `POST`/`DELETE /v1/totp` need.
+    public var reauthMaxAge: Duration
+    /// The issuer an authenticator app shows beside the username.
+    public var totpIssuer: String
+    /// 32 bytes that seal TOTP secrets at rest; nil: stored as they are.
+    public var totpEncryptionKey: [UInt8]?
+
+    public init(reauthMaxAge: Duration = .seconds(300), totpIssuer: String = "session-service", totpEncryptionKey: [UInt8]? = nil) {
+        self.reauthMaxAge = reauthMaxAge
+        self.totpIssuer = totpIssuer
+        self.totpEncryptionKey = totpEncryptionKey
     }
 }

@@ -30,20 +30,25 @@ public enum SessionService {
         let accounts = AccountService(
             users: RedisUserStore(redis: redis, keyPrefix: configuration.sessions.keyPrefix),
             sessions: sessions,
-            hasher: PasswordHasher(cost: configuration.bcryptCost, threads: configuration.hashThreads),
+            hasher: PasswordHasher(scheme: configuration.passwordHashing, threads: configuration.hashThreads),
             throttle: LoginThrottle(
                 redis: redis, keyPrefix: configuration.sessions.keyPrefix, maxFailures: configuration.loginMaxFailures,
                 maxFailuresPerUser: configuration.loginMaxFailuresPerUser, maxFailuresPerAddress: configuration.loginMaxFailuresPerAddress,
                 window: configuration.loginFailureWindow, maxRegistrationsPerAddress: configuration.registrationMaxPerAddress
             ),
-            registrationOpen: configuration.registrationOpen
+            registrationOpen: configuration.registrationOpen,
+            policy: configuration.passwordPolicy,
+            secondFactors: SecondFactorStore(
+                redis: redis, keyPrefix: configuration.sessions.keyPrefix,
+                box: TOTPSecretBox(key: configuration.authentication.totpEncryptionKey))
         )
         let router = Router(context: SessionRequestContext.self)
         let routes = Routes(
             accounts: accounts, readiness: RedisReadinessProbe(redis: redis), trustedProxies: configuration.trustedProxies,
             maxBodySize: configuration.maxBodySize, cookie: configuration.cookie, accountPage: configuration.accountPage,
             accessTokens: configuration.accessTokens, introspectionClients: configuration.introspectionClients,
-            traceSampling: configuration.traceSampling, metricsText: metricsText
+            traceSampling: configuration.traceSampling, reauthMaxAge: configuration.authentication.reauthMaxAge,
+            totpIssuer: configuration.authentication.totpIssuer, metricsText: metricsText
         )
         routes.add(to: router)
         var services = services

@@ -24,7 +24,8 @@ public enum Instances {
         if url == nil { url = try await serviceRedisURL() }
         var configuration = try ServiceConfiguration(
             environment: [
-                "REDIS_URL": url ?? "", "PORT": "0", "BCRYPT_COST": "4", "KEY_PREFIX": "ss:it\(UUID().uuidString.prefix(8)):",
+                "REDIS_URL": url ?? "", "PORT": "0", "ARGON2_MEMORY_KIB": "1024", "ARGON2_ITERATIONS": "1",
+                "KEY_PREFIX": "ss:it\(UUID().uuidString.prefix(8)):",
                 // Tests register many users from 127.0.0.1; the throttle's own tests set it.
                 "REGISTRATION_MAX_PER_ADDRESS": "1000000",
             ]

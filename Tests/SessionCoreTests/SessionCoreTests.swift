@@ -2,6 +2,7 @@
 // list, revoke, caps — share one fixture; each is a test of its own.
 
 import Foundation
+import HummingbirdBcrypt
 import NIOCore
 import Redis
 import TestSupport
@@ -57,13 +58,35 @@ import Testing
         #expect(throws: SessionError.self) { try Credentials.validateUsername(name) }
     }
 
-    @Test func passwordLengthsAndControlCharacters() throws {
-        try Credentials.validatePassword("12345678")
-        try Credentials.validatePassword(String(repeating: "é", count: 256))
-        #expect(throws: SessionError.self) { try Credentials.validatePassword("1234567") }
-        #expect(throws: SessionError.self) { try Credentials.validatePassword(String(repeating: "a", count: 257)) }
-        #expect(throws: SessionError.self) { try Credentials.validatePassword("password\u{0}nul") }
-        #expect(throws: SessionError.self) { try Credentials.validatePassword("pass\r\nword") }
+    @Test func thePasswordPolicyNamesTheRuleABadPasswordBreaks() throws {
+        let policy = PasswordPolicy()
+        try policy.check("tr0ub4dor&3x", username: "alice")
+        try policy.check(String(repeating: "é", count: 256), username: "alice")
+        // Counted as Unicode scalars of the NFC form: 8 decomposed é (16 scalars as typed) are 8 characters.
+        try policy.check(String(repeating: "e\u{301}", count: 8), username: "alice")
+        func refusal(_ password: String, _ username: String = "alice", _ policy: PasswordPolicy = PasswordPolicy()) -> String? {
+            do {
+                try policy.check(password, username: username)
+                return nil
+            } catch { return error.message }
+        }
+        #expect(refusal("x7#kq2!") == "password must be at least 8 characters")
+        #expect(refusal("x7#kq2!vz9", "alice", PasswordPolicy(minimumLength: 12)) == "password must be at least 12 characters")
+        #expect(refusal(String(repeating: "a", count: 257)) == "password must be at most 256 characters")
+        #expect(refusal("password\u{0}nul") == "password must not contain control characters")
+        #expect(refusal("pass\r\nword99") == "password must not contain control characters")
+        #expect(refusal("Alice.Smith@x", "alice.smith@X") == "password must not be the username")
+        for common in ["password", "12345678", "iloveyou", "Sunshine", "PASSWORD1", "qwertyuiop"] {
+            #expect(refusal(common) == "password is one of the 10,000 most common passwords", "\(common)")
+        }
+        #expect(PasswordPolicy.commonPasswords.count == 10_000)
+    }
+
+    @Test func loginHashesOnlyPasswordsThatCouldBeAnyones() {
+        #expect(Credentials.isPlausiblePassword("short"))  // set under an older, shorter minimum: still checked
+        #expect(!Credentials.isPlausiblePassword(""))
+        #expect(!Credentials.isPlausiblePassword(String(repeating: "a", count: 1025)))
+        #expect(!Credentials.isPlausiblePassword("pass\u{0}word"))
     }
 
     @Test func usernamesNormalizeCaseInsensitively() {
@@ -72,16 +95,64 @@ import Testing
 }
 
 @Suite struct PasswordHasherTests {
-    let hasher = PasswordHasher(cost: 4, threads: 1)
+    static let cheap = Argon2id.Parameters(memoryKiB: 1024, iterations: 1, parallelism: 1)
+    let hasher = PasswordHasher(scheme: .argon2id(cheap), threads: 1)
 
-    @Test func hashesVerifyAndAreSalted() async throws {
+    @Test func argon2idHashesArePHCStringsThatVerifyAndAreSalted() async throws {
         let first = try await hasher.hash("correct horse battery")
         let second = try await hasher.hash("correct horse battery")
         #expect(first != second)
-        #expect(first.hasPrefix("bcrypt-hs256$$2b$04$"))
+        #expect(first.hasPrefix("$argon2id$v=19$m=1024,t=1,p=1$"))
+        #expect(first.split(separator: "$").count == 5)
         #expect(try await hasher.verify("correct horse battery", against: first))
         #expect(try await hasher.verify("correct horse batterz", against: first) == false)
         #expect(try await hasher.verify("correct horse battery", against: nil) == false)
+        #expect(try await hasher.verify("correct horse battery", against: "$argon2id$v=19$m=1024,t=1,p=1$bad$bad") == false)
+        #expect(Argon2id.parameters(of: first) == Self.cheap)
+        #expect(!hasher.needsRehash(first))
+    }
+
+    /// OWASP's baseline by default; the parameters are read back from the string, so a change of them rehashes.
+    @Test func theDefaultsAreOWASPsBaselineAndOtherParametersRehash() async throws {
+        let defaults = PasswordHasher(threads: 1)
+        #expect(defaults.scheme == .argon2id(Argon2id.Parameters(memoryKiB: 19456, iterations: 2, parallelism: 1)))
+        let hash = try await defaults.hash("correct horse battery")
+        #expect(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
+        #expect(hasher.needsRehash(hash))
+        #expect(try await hasher.verify("correct horse battery", against: hash))
+    }
+
+    @Test func bcryptHashesVerifyAndRehashToArgon2id() async throws {
+        let bcrypt = PasswordHasher(scheme: .bcrypt(cost: 4), threads: 1)
+        let hash = try await bcrypt.hash("correct horse battery")
+        #expect(hash.hasPrefix("bcrypt-nfc$$2b$04$"))
+        #expect(!bcrypt.needsRehash(hash))
+        #expect(PasswordHasher(scheme: .bcrypt(cost: 5), threads: 1).needsRehash(hash))
+        #expect(hasher.needsRehash(hash))
+        #expect(try await hasher.verify("correct horse battery", against: hash))
+        #expect(try await hasher.verify("correct horse batterz", against: hash) == false)
+    }
+
+    /// A hash stored before passwords were normalised (`bcrypt-hs256$`, of the password as typed) verifies as it was
+    /// made — the decomposed form matches, the composed one does not — and always asks for a rehash (over NFC).
+    @Test func hashesFromBeforeNFCVerifyAsMadeAndAskForARehash() async throws {
+        let decomposed = "cafe\u{301} au lait"
+        let legacy = "bcrypt-hs256$" + Bcrypt.hash(PasswordHasher.prehash(decomposed), cost: 4)
+        #expect(try await hasher.verify(decomposed, against: legacy))
+        #expect(try await hasher.verify("caf\u{E9} au lait", against: legacy) == false)
+        #expect(hasher.needsRehash(legacy))
+        #expect(PasswordHasher(scheme: .bcrypt(cost: 4), threads: 1).needsRehash(legacy))
+    }
+
+    /// NIST 800-63B: the same password typed composed or decomposed is the same password.
+    @Test func passwordsAreNormalisedToNFCBeforeHashing() async throws {
+        for scheme in [PasswordHashScheme.argon2id(Self.cheap), .bcrypt(cost: 4)] {
+            let hasher = PasswordHasher(scheme: scheme, threads: 1)
+            let hash = try await hasher.hash("cafe\u{301} au lait")
+            #expect(try await hasher.verify("caf\u{E9} au lait", against: hash))
+            #expect(try await hasher.verify("cafe\u{301} au lait", against: hash))
+            #expect(try await hasher.verify("cafe au lait", against: hash) == false)
+        }
     }
 
     /// Hashing threads run at nice 10 so that, on contended cores, the event loops win; the loops stay at 0.
@@ -102,7 +173,9 @@ import Testing
         }
     }
 
-    @Test func passwordsLongerThan72BytesAreFullyCompared() async throws {
+    @Test(arguments: [PasswordHashScheme.argon2id(cheap), .bcrypt(cost: 4)])
+    func passwordsLongerThan72BytesAreFullyCompared(scheme: PasswordHashScheme) async throws {
+        let hasher = PasswordHasher(scheme: scheme, threads: 1)
         let base = String(repeating: "a", count: 80)
         let hash = try await hasher.hash(base + "1")
         #expect(try await hasher.verify(base + "2", against: hash) == false)

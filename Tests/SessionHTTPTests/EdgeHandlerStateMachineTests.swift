@@ -260,9 +260,11 @@ final class StubStore: EventLoopSessionAuthenticating {
     }
 
     func create(for user: UserID) async throws(SessionError) -> (token: SessionToken, session: Session) { throw .storeUnavailable(nil) }
-    func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?) async throws(SessionError) -> (
-        token: SessionToken, session: Session
-    ) {
+    func create(for user: UserID, expecting stamp: AccountStamp?, metadata: SessionMetadata?, level: AuthenticationLevel) async throws(SessionError)
+        -> (
+            token: SessionToken, session: Session
+        )
+    {
         throw .storeUnavailable(nil)
     }
     func accountStamp(of user: UserID) async throws(SessionError) -> AccountStamp { AccountStamp(text: "0") }

@@ -28,7 +28,7 @@ WRK = str(ROOT / "bench/wrk")
 def test_edge_under_attack(redis, instances, tmp_path, checks):
     server = redis()
     # A small descriptor budget (soft = hard = 256), so exhaustion is cheap to reach: MAX_CONNECTIONS defaults to 204.
-    service = instances.start(name="service", open_files=256, REDIS_URL=server.url, BCRYPT_COST=4, HTTP_IDLE_TIMEOUT=5,
+    service = instances.start(name="service", open_files=256, REDIS_URL=server.url, ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, HTTP_IDLE_TIMEOUT=5,
                               HTTP_HEADER_TIMEOUT=2, HTTP_BODY_TIMEOUT=2, TRUSTED_PROXIES="127.0.0.1",
                               MAX_SESSIONS_PER_USER=100, LOG_LEVEL="warning")
     PORT, PID, LOGINS, STATE = service.port, service.pid, int(os.environ.get("ATTACK_LOGINS", "2000")), str(tmp_path)
@@ -188,7 +188,7 @@ def test_edge_under_attack(redis, instances, tmp_path, checks):
 def test_unread_pipelines_and_a_hash_flood(redis, instances, checks):
     """Responses never read, and a flood of password hashes: the hashing pool (one thread, bcrypt 10), not the
     registration throttle, is under test."""
-    service = instances.start(name="flood", REDIS_URL=redis().url, BCRYPT_COST=10, HASH_THREADS=1, HTTP_WRITE_TIMEOUT=3,
+    service = instances.start(name="flood", REDIS_URL=redis().url, PASSWORD_HASH="bcrypt", BCRYPT_COST=10, HASH_THREADS=1, HTTP_WRITE_TIMEOUT=3,
                               LOG_LEVEL="warning")
     PORT, PID = service.port, service.pid
     WRITE_TIMEOUT = 3.0

@@ -28,7 +28,7 @@ PASSWORD = "correct horse battery"
 def test_account_page_in_chromium(redis, instances, nginx, tmp_path, checks):
     server = redis()
     # The cookie stays Secure: Chromium treats http://localhost as a secure context, as it does for development.
-    nodes = [instances.start(REDIS_URL=server.url, BCRYPT_COST=4, TRUSTED_PROXIES="127.0.0.1") for _ in range(2)]
+    nodes = [instances.start(REDIS_URL=server.url, ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, TRUSTED_PROXIES="127.0.0.1") for _ in range(2)]
     BASE = nginx(nodes).url.replace("127.0.0.1", "localhost")
     STATE = str(tmp_path)
     SHOTS = os.environ.get("SCREENSHOTS") or STATE

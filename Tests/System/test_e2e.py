@@ -68,7 +68,7 @@ def descriptors_and_rss(pid):
 def test_three_instances_behind_nginx(redis, instances, nginx, checks):
     server = redis("--appendonly", "yes", "--appendfsync", "always", *service_acl())
     url = f"redis://session-service:svc-pass@127.0.0.1:{server.port}/0"
-    nodes = [instances.start(REDIS_URL=url, BCRYPT_COST=4, TRUSTED_PROXIES="127.0.0.1", LOG_LEVEL="debug")
+    nodes = [instances.start(REDIS_URL=url, ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, TRUSTED_PROXIES="127.0.0.1", LOG_LEVEL="debug")
              for _ in range(3)]
     lb = nginx(nodes).url
     user = f"e2e-{uuid.uuid4().hex[:10]}"

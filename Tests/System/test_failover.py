@@ -37,7 +37,7 @@ PASSWORD = "correct horse battery staple"
 def test_failover_loses_no_revocation(kind, shape, instances, nginx, checks):
     redis_shape = shape(kind)
     extra = {"REDIS_SENTINEL_PASSWORD": SENTINEL_PASSWORD} if kind == "sentinel" else {}
-    nodes = [instances.start(REDIS_URL=redis_shape.service_url, BCRYPT_COST=4, TRUSTED_PROXIES="127.0.0.1",
+    nodes = [instances.start(REDIS_URL=redis_shape.service_url, ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, TRUSTED_PROXIES="127.0.0.1",
                              LOGIN_MAX_FAILURES_PER_ADDRESS=1000000, LOG_LEVEL="info", **extra) for _ in range(3)]
     balancer = nginx(nodes)
     print("| shape | fault | 503 window | Redis promoted a replica after | revoked tokens accepted | revoked during the fault: "

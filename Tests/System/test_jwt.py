@@ -47,7 +47,7 @@ def test_access_tokens_interoperate_and_rotate(redis, instances, binaries, tmp_p
     hs_secret = "interop-shared-secret-" + os.urandom(16).hex()
     client = f"gateway:gw-secret-{uuid.uuid4().hex[:12]}"
     instances.secrets.update({hs_secret, client.split(":")[1]})
-    common = dict(REDIS_URL=redis_url, BCRYPT_COST=4, INTROSPECTION_CLIENTS=client)
+    common = dict(REDIS_URL=redis_url, ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, INTROSPECTION_CLIENTS=client)
     i1 = instances.start(name="instance-1", JWT_KEYS_FILE=key_path, **common)
     i2 = instances.start(name="instance-2", JWT_KEYS_FILE=key_path, **common)
     ihs = instances.start(name="instance-hs", JWT_HS256_SECRET=hs_secret, **common)

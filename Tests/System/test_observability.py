@@ -22,7 +22,7 @@ from support.processes import ROOT, service_acl
 def test_traces_metrics_and_the_dashboard(redis, instances, nginx, otlp, prometheus, checks):
     server = redis(*service_acl())
     endpoint, spans_file = otlp
-    nodes = [instances.start(REDIS_URL=f"redis://session-service:svc-pass@127.0.0.1:{server.port}/0", BCRYPT_COST=4,
+    nodes = [instances.start(REDIS_URL=f"redis://session-service:svc-pass@127.0.0.1:{server.port}/0", ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1,
                              TRUSTED_PROXIES="127.0.0.1", LOG_LEVEL="debug", LOGIN_MAX_FAILURES=3,
                              OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_BSP_SCHEDULE_DELAY=100,
                              OTEL_SERVICE_NAME=f"session-service-{i}") for i in (1, 2, 3)]

@@ -43,7 +43,7 @@ def test_every_operation_conforms_to_openapi(redis, instances, binaries, ports, 
     keys.chmod(0o600)
     admin_port = ports()
     service = instances.start(name="service", REDIS_URL=f"redis://session-service:svc-pass@127.0.0.1:{server.port}/0",
-                              BCRYPT_COST=4, LOGIN_MAX_FAILURES=1000000, LOGIN_MAX_FAILURES_PER_USER=1000000,
+                              ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, LOGIN_MAX_FAILURES=1000000, LOGIN_MAX_FAILURES_PER_USER=1000000,
                               LOGIN_MAX_FAILURES_PER_ADDRESS=1000000, LOG_LEVEL="warning", JWT_KEYS_FILE=keys,
                               INTROSPECTION_CLIENTS="schema:schema-client-secret-1", ADMIN_PORT=admin_port,
                               ADMIN_CLIENTS="ops:schema-admin-secret-1")

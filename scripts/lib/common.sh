@@ -25,7 +25,7 @@ ensure_packages() {
 
 # The packages every build and run needs.
 ensure_base_packages() {
-    ensure_packages libhiredis-dev redis-server redis-tools pkg-config curl python3
+    ensure_packages libhiredis-dev libargon2-dev redis-server redis-tools pkg-config curl python3
     command -v swift >/dev/null || die "swift is not on PATH (Swift 6.2 or later is needed)"
 }
 

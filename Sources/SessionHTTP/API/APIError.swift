@@ -87,8 +87,8 @@ public struct APIError: HTTPResponseError, Sendable {
         switch error.code {
         case .invalidRequest: status = .badRequest
         case .usernameTaken: status = .conflict
-        case .registrationClosed, .accountDisabled: status = .forbidden
-        case .invalidCredentials: status = .unauthorized
+        case .registrationClosed, .accountDisabled, .reauthenticationRequired: status = .forbidden
+        case .invalidCredentials, .invalidCode, .invalidChallenge: status = .unauthorized
         case .tooManyAttempts: status = .tooManyRequests
         case .storeUnavailable, .overloaded: status = .serviceUnavailable
         case .notFound: status = .notFound

@@ -100,6 +100,10 @@ public struct APIMiddleware<Context: RequestContext>: RouterMiddleware {
 extension HTTPField.Name {
     static let xContentTypeOptions = Self("X-Content-Type-Options")!
     static let xUserID = Self("X-User-Id")!
+    /// When the session's login was proved (Unix seconds), for a gateway's own freshness rules.
+    static let xAuthTime = Self("X-Auth-Time")!
+    /// `aal1` or `aal2`.
+    static let xAuthLevel = Self("X-Auth-Level")!
     static let xSessionID = Self("X-Session-Id")!
     static let xForwardedFor = Self("X-Forwarded-For")!
     static let secFetchSite = Self("Sec-Fetch-Site")!

@@ -61,6 +61,16 @@ package struct JSONWriter {
             buffer.writeStaticString(value ? "true" : "false")
         }
 
+        mutating func field(_ name: StaticString, _ values: [String]) {
+            key(name)
+            buffer.writeStaticString("[")
+            for (index, value) in values.enumerated() {
+                if index > 0 { buffer.writeStaticString(",") }
+                JSONWriter.writeString(value, into: &buffer)
+            }
+            buffer.writeStaticString("]")
+        }
+
         mutating func array(_ name: StaticString, _ elements: [(inout ObjectWriter) -> Void]) {
             key(name)
             buffer.writeStaticString("[")

@@ -24,13 +24,15 @@ extension Routes {
     }
 
     /// `ip`, `user_agent`, `device` (empty strings and `Unknown device` for a session started before they were
-    /// recorded) and `authenticated_at`.
+    /// recorded), `authenticated_at`, and how: `amr` (RFC 8176) and `acr` (`aal1`, `aal2`).
     static func whereFrom(_ session: Session, _ object: inout JSONWriter.ObjectWriter) {
         let metadata = session.metadata ?? SessionMetadata(ip: "", userAgent: nil)
         object.field("ip", metadata.ip)
         object.field("user_agent", metadata.userAgent)
         object.field("device", metadata.device)
         object.field("authenticated_at", UTCTime.rfc3339(session.authenticatedAt))
+        object.field("amr", session.level.amr)
+        object.field("acr", session.level.acr)
     }
 
     /// The largest (and default) page of `GET /v1/sessions`.

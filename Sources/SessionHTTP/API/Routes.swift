@@ -25,18 +25,24 @@ public struct Routes: Sendable {
     let introspectionClients: IntrospectionClients
     /// Ids, spans, series and log lines of every request; `EdgeHandler` records the fast path's with the same one.
     let telemetry: RequestTelemetry
+    /// How recent a login sensitive operations need (`REAUTH_MAX_AGE`).
+    let reauthMaxAge: Duration
+    /// The issuer an authenticator app shows (`TOTP_ISSUER`).
+    let totpIssuer: String
 
-    private let loginsOK = Counter(label: "session_logins_total", dimensions: [("result", "ok")])
-    private let loginsFailed = Counter(label: "session_logins_total", dimensions: [("result", "failed")])
-    private let loginsThrottled = Counter(label: "session_logins_total", dimensions: [("result", "throttled")])
+    let loginsOK = Counter(label: "session_logins_total", dimensions: [("result", "ok")])
+    let loginsFailed = Counter(label: "session_logins_total", dimensions: [("result", "failed")])
+    let loginsThrottled = Counter(label: "session_logins_total", dimensions: [("result", "throttled")])
     private let storeErrors = Counter(label: "session_store_errors_total")
 
     public init(
         accounts: AccountService, readiness: any ReadinessProbe, trustedProxies: TrustedProxies, maxBodySize: Int = 64 * 1024,
         cookie: SessionCookie = SessionCookie(), accountPage: Bool = true, accessTokens: AccessTokenIssuer? = nil,
         introspectionClients: IntrospectionClients = IntrospectionClients(parsing: ""), traceSampling: TraceSampling = .parentBasedAlwaysOn,
-        metricsText: @escaping @Sendable () -> String
+        reauthMaxAge: Duration = .seconds(300), totpIssuer: String = "session-service", metricsText: @escaping @Sendable () -> String
     ) {
+        self.reauthMaxAge = reauthMaxAge
+        self.totpIssuer = totpIssuer
         self.accessTokens = accessTokens
         self.introspectionClients = introspectionClients
         self.maxBodySize = maxBodySize
@@ -76,6 +82,7 @@ public struct Routes: Sendable {
         table.add(.post, "/v1/login") { request, context in try await self.login(request, context) }
         table.add(.post, "/v1/browser/login") { request, context in try await self.browserLogin(request, context) }
         table.add(.post, "/v1/browser/logout") { request, context in try await self.browserLogout(request, context) }
+        table.add(.post, "/v1/browser/login/totp") { request, context in try await self.browserLoginWithCode(request, context) }
         if accountPage { AccountPage.add(to: &table) }
         table.add(.post, "/v1/introspect") { request, context in try await self.introspect(request, context) }
         table.add(.post, "/v1/revoke") { request, context in try await self.revokeToken(request, context) }
@@ -91,17 +98,21 @@ public struct Routes: Sendable {
         }
         // Runs only with VERIFY_FAST_PATH=off: by default `EdgeHandler` answers a plain GET /v1/verify in the channel
         // pipeline before it reaches the router (set a breakpoint there); HEAD and /v1/verify/** always come here.
-        table.add(.get, "/v1/verify", guarded: true) { _, context in try self.verify(context) }
+        table.add(.get, "/v1/verify", guarded: true) { request, context in try self.verify(request, context) }
         // Envoy ext_authz (http_service) appends the original path and keeps the original method.
         for method in [HTTPRequest.Method.get, .head, .post, .put, .patch, .delete, .options] {
-            table.add(method, "/v1/verify/**", guarded: true) { _, context in try self.verify(context) }
+            table.add(method, "/v1/verify/**", guarded: true) { request, context in try self.verify(request, context) }
         }
         table.add(.get, "/v1/session", guarded: true) { _, context in try await self.currentSession(context) }
         table.add(.post, "/v1/logout", guarded: true) { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
             return try await self.logout(context)
         }
-        table.add(.post, "/v1/password", guarded: true) { request, context in try await self.changePassword(request, context) }
+        table.add(.post, "/v1/password", guarded: true) { request, context in
+            try self.requireFreshLogin(context)
+            return try await self.changePassword(request, context)
+        }
+        addSecondFactorRoutes(to: &table)
         table.add(.get, "/v1/sessions", guarded: true) { request, context in try await self.list(request, context) }
         table.add(.delete, "/v1/sessions", guarded: true) { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
@@ -116,14 +127,17 @@ public struct Routes: Sendable {
 
     // MARK: Handlers
 
-    /// 0 round trips beyond authentication.
-    func verify(_ context: SessionRequestContext) throws -> Response {
-        let (headers, body) = Self.verified(try Self.session(context))
+    /// 0 round trips beyond authentication. `max_age` and `acr` in the query demand a recent or two-factor login
+    /// (`StepUp`).
+    func verify(_ request: Request, _ context: SessionRequestContext) throws -> Response {
+        let session = try Self.session(context)
+        if let refusal = try StepUp(target: request.uri.description).refusal(of: session) { throw refusal }
+        let (headers, body) = Self.verified(session)
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
     }
 
     /// The 200 answer of a verification, on either path (router or `EdgeHandler`): the user and session in
-    /// the body and in `X-User-Id`/`X-Session-Id` for a gateway to forward.
+    /// the body and in `X-User-Id`/`X-Session-Id` for a gateway to forward, with `X-Auth-Time` and `X-Auth-Level`.
     /// Built on every verification, so built directly: the body in one buffer of its exact size (both IDs are hex and
     /// dashes, nothing to escape — the same bytes `JSONWriter` writes), the fields with room for the standard headers
     /// the edge adds (no regrowth).
@@ -138,10 +152,12 @@ public struct Routes: Sendable {
         body.writeString(sessionID)
         body.writeStaticString(#""}"#)
         var headers = HTTPFields()
-        headers.reserveCapacity(9)
+        headers.reserveCapacity(11)
         headers.append(HTTPField(name: .contentType, value: JSONWriter.contentType))
         headers.append(HTTPField(name: .xUserID, value: userID))
         headers.append(HTTPField(name: .xSessionID, value: sessionID))
+        headers.append(HTTPField(name: .xAuthTime, value: String(Int64(session.authenticatedAt.timeIntervalSince1970))))
+        headers.append(HTTPField(name: .xAuthLevel, value: session.level.acr))
         return (headers, body)
     }
 
@@ -158,11 +174,19 @@ public struct Routes: Sendable {
         }
     }
 
-    /// 3 EVALSHA at once (throttle) + 1 GET and 1 HMGET (user) + 1 bcrypt + 1 DEL (throttle) + 1 EVALSHA (session); a
-    /// failure: throttle, user, bcrypt, 3 EVALSHA.
+    /// 3 EVALSHA at once (throttle) + 1 GET and 1 HMGET (user) + 1 hash + 1 DEL (throttle) + 1 HGET (second factor) +
+    /// 1 EVALSHA (session); a failure: throttle, user, hash, 3 EVALSHA. With a second factor on: 401
+    /// `second_factor_required` with a challenge for `POST /v1/login/totp`, and no session.
     func login(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let credentials = try await CredentialsBody.decode(request, limit: maxBodySize)
-        let (token, session, user) = try await authenticate(credentials, request, context)
+        switch try await authenticate(credentials, request, context) {
+        case .session(let token, let session, let user): return try Self.loginBody(token, session, user)
+        case .secondFactorRequired(let challenge, let expiresIn): return try Self.secondFactorRequired(challenge, expiresIn)
+        }
+    }
+
+    /// The 200 of every way in — login, its second step, re-authentication: the token and what it is.
+    static func loginBody(_ token: SessionToken, _ session: Session, _ user: User) throws -> Response {
         var response = try Self.json(.ok) { object in
             object.field("token", token.text)
             object.field("token_type", "Bearer")
@@ -171,25 +195,51 @@ public struct Routes: Sendable {
             object.field("session_id", session.id.hex)
         }
         response.headers[HTTPField.Name("Pragma")!] = "no-cache"
+        response.headers[.cacheControl] = "no-store"
         return response
     }
 
-    /// The login both transports share: throttling, the password check, a new session; counted and logged.
+    /// 401 `second_factor_required`: the password was right; the challenge and a code make the session.
+    static func secondFactorRequired(_ challenge: SessionToken, _ expiresIn: Int64) throws -> Response {
+        var response = try Self.json(.unauthorized) { object in
+            object.field("error", "second_factor_required")
+            object.field("message", "the password is right; send a code from the authenticator (or a recovery code) with the challenge")
+            object.field("challenge", challenge.text)
+            object.field("expires_in", Int(expiresIn))
+        }
+        response.headers[.cacheControl] = "no-store"
+        return response
+    }
+
+    /// The login both transports share: throttling, the password check, a new session or a challenge; counted and
+    /// logged.
     func authenticate(_ credentials: CredentialsBody, _ request: Request, _ context: SessionRequestContext) async throws
-        -> (SessionToken, Session, User)
+        -> AccountService.LoginResult
     {
         let client = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
-        do {
-            let (token, session, user) = try await accounts.login(
+        return try await counted(context) {
+            let result = try await accounts.login(
                 username: credentials.username, password: credentials.password, clientAddress: client,
                 userAgent: request.headers[.userAgent]
             )
-            loginsOK.increment()
-            context.logger.info("login", metadata: ["user_id": "\(user.id)", "session_id": "\(session.id.hex)"])
-            return (token, session, user)
-        } catch {
+            switch result {
+            case .session(_, let session, let user):
+                context.logger.info("login", metadata: ["user_id": "\(user.id)", "session_id": "\(session.id.hex)"])
+                loginsOK.increment()
+            case .secondFactorRequired:
+                context.logger.info("login waits for its second factor")
+            }
+            return result
+        }
+    }
+
+    /// Runs a step of a login, counting and logging its refusal (`session_logins_total`) and mapping it to the API's.
+    func counted<T>(_ context: SessionRequestContext, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as SessionError {
             switch error.code {
-            case .invalidCredentials: loginsFailed.increment()
+            case .invalidCredentials, .invalidCode, .invalidChallenge: loginsFailed.increment()
             case .tooManyAttempts: loginsThrottled.increment()
             default: break
             }

@@ -19,7 +19,14 @@ extension Routes {
         }
         let target = SessionCookie.safeRedirect(credentials.returnTo)
         do {
-            let (token, session, _) = try await authenticate(credentials, request, context)
+            let (token, session): (SessionToken, Session)
+            switch try await authenticate(credentials, request, context) {
+            case .session(let sessionToken, let started, _): (token, session) = (sessionToken, started)
+            case .secondFactorRequired(let challenge, let expiresIn):
+                // JSON: the same 401 as /v1/login; a form: back to the page, which asks for the code.
+                guard isForm else { return try Self.secondFactorRequired(challenge, expiresIn) }
+                return Self.redirect(to: target + (target.contains("?") ? "&" : "?") + "step=totp&challenge=" + challenge.text)
+            }
             var response = isForm ? Self.redirect(to: target) : Response(status: .noContent)
             response.headers[.setCookie] = cookie.setCookie(token, maxAge: Self.secondsUntil(session.absoluteExpiresAt))
             response.headers[.cacheControl] = "no-store"

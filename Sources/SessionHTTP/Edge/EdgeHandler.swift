@@ -163,17 +163,20 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let shared else { return }
         let observation = shared.telemetry.begin(request, peer: context.channel.remoteAddress)
         let token: SessionToken
-        do {
+        var stepUp = StepUp.none
+        do throws(APIError) {
             token = try shared.authenticator.token(from: request, peer: context.channel.remoteAddress)
+            if let path = request.path { stepUp = try StepUp(target: path) }
         } catch {
             answer(error.status, error.responseHeaders, error.body, observation, context: context)
             return
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let demands = stepUp
         let authenticate = {
             shared.store.authenticate(token, on: context.eventLoop) { result in
                 let (handler, context) = loopBound.value
-                handler.authenticated(result, observation, context: context)
+                handler.authenticated(result, demands, observation, context: context)
             }
         }
         // No task here: the span is bound for the synchronous call, so the Redis command it sends is its child.
@@ -184,10 +187,13 @@ final class EdgeHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func authenticated(_ result: Result<Session?, SessionError>, _ observation: RequestObservation, context: ChannelHandlerContext) {
+    private func authenticated(
+        _ result: Result<Session?, SessionError>, _ stepUp: StepUp, _ observation: RequestObservation, context: ChannelHandlerContext
+    ) {
         guard let shared else { return }
-        do {
+        do throws(APIError) {
             let session = try shared.authenticator.check(result, logger: shared.logger)
+            if stepUp != .none, let refusal = stepUp.refusal(of: session) { throw refusal }
             let (headers, body) = Routes.verified(session)
             answer(.ok, headers, body, observation, session: session, context: context)
         } catch {
