@@ -25,11 +25,20 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
     public var sessionID: SessionID
     /// `name`: the username; nil when absent.
     public var username: String?
+    /// `auth_time` (OpenID Connect, RFC 9068 §2.2.1): when the session's login was proved, seconds since 1970.
+    public var authTime: Int64?
+    /// `amr` (RFC 8176): `["pwd"]` or `["pwd", "otp"]`.
+    public var amr: [String]?
+    /// `acr`: `aal1` or `aal2`.
+    public var acr: String?
 
     public init(
         issuer: String, subject: UserID, audience: [String], issuedAt: Int64, notBefore: Int64?, expiresAt: Int64, tokenID: String,
-        sessionID: SessionID, username: String?
+        sessionID: SessionID, username: String?, authTime: Int64? = nil, amr: [String]? = nil, acr: String? = nil
     ) {
+        self.authTime = authTime
+        self.amr = amr
+        self.acr = acr
         self.issuer = issuer
         self.subject = subject
         self.audience = audience
@@ -42,7 +51,8 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case iss, sub, aud, iat, nbf, exp, jti, sid, name
+        case iss, sub, aud, iat, nbf, exp, jti, sid, name, amr, acr
+        case authTime = "auth_time"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -63,6 +73,9 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
         }
         sessionID = sid
         username = try container.decodeIfPresent(String.self, forKey: .name)
+        authTime = try container.contains(.authTime) ? Self.numericDate(container, .authTime) : nil
+        amr = try container.decodeIfPresent([String].self, forKey: .amr)
+        acr = try container.decodeIfPresent(String.self, forKey: .acr)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -76,6 +89,9 @@ public struct AccessTokenClaims: JWTPayload, Equatable {
         try container.encode(tokenID, forKey: .jti)
         try container.encode(sessionID.hex, forKey: .sid)
         try container.encodeIfPresent(username, forKey: .name)
+        try container.encodeIfPresent(authTime, forKey: .authTime)
+        try container.encodeIfPresent(amr, forKey: .amr)
+        try container.encodeIfPresent(acr, forKey: .acr)
     }
 
     /// A NumericDate (RFC 7519 §2): seconds, possibly with a fraction, which is dropped.

@@ -53,7 +53,8 @@ public struct AccessTokenIssuer: Sendable {
             issuer: issuer, subject: session.userID, audience: [audience], issuedAt: issuedAt, notBefore: issuedAt,
             expiresAt: max(issuedAt, min(issuedAt + lifetime, absolute)),
             tokenID: Base64URL.encode((0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }),
-            sessionID: session.id, username: username
+            sessionID: session.id, username: username, authTime: Int64(session.authenticatedAt.timeIntervalSince1970.rounded(.down)),
+            amr: session.level.amr, acr: session.level.acr
         )
         // The compact JWS, made here with jwt-kit's algorithm (see `AccessTokenKeySet.Storage` for why not its actor).
         guard let kid = keys.signingKeyID, let algorithm = keys.algorithm(ofKey: kid), let signer = await keys.storage.algorithm(kid) else {

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HummingbirdBcrypt
 import Metrics
+import NIOConcurrencyHelpers
 import Redis
 import Tracing
 
@@ -58,8 +59,9 @@ public final class PasswordHasher: Sendable {
     private static let bcrypt = "bcrypt-nfc$"
     private static let prehashKey = SymmetricKey(data: Array("session-service/password-prehash/v1".utf8))
     /// A hash of a random password made as configured, checked when the user does not exist, so unknown usernames take
-    /// as long as wrong passwords.
-    private let decoy: String
+    /// as long as wrong passwords. Made on the pool (an Argon2id hash is tens of milliseconds and 19 MiB: not on the
+    /// caller's thread, which may be an event loop or a cooperative one), as the first job after start.
+    private let decoy = NIOLockedValueBox<String?>(nil)
 
     /// Starts the pool.
     /// - Parameters:
@@ -71,10 +73,7 @@ public final class PasswordHasher: Sendable {
         if case .bcrypt(let cost) = scheme { precondition((4...31).contains(cost), "bcrypt cost must be 4…31") }
         self.scheme = scheme
         self.queue = FairHashQueue(threads: threads, maxQueued: maxQueued, maxPerClient: maxQueuedPerClient)
-        guard let decoy = Self.make(SessionToken.random().text, scheme) else {
-            preconditionFailure("libargon2 refused the parameters or could not allocate their memory")
-        }
-        self.decoy = decoy
+        _ = queue.submit(client: "") { [decoy] in _ = Self.decoyHash(decoy, scheme) }
     }
 
     /// Hashes a new password off the caller's thread, in `client`'s share of the pool.
@@ -89,8 +88,10 @@ public final class PasswordHasher: Sendable {
     /// `client`'s share of the pool.
     /// - Returns: true only for a real hash that matches.
     public func verify(_ password: String, against hash: String?, for client: String = "") async throws(SessionError) -> Bool {
-        let stored = hash ?? decoy
-        let matches = try await runOnPool("password.verify", client: client) { Self.matches(password, stored) }
+        let (decoy, scheme) = (self.decoy, self.scheme)
+        let matches = try await runOnPool("password.verify", client: client) {
+            Self.matches(password, hash ?? Self.decoyHash(decoy, scheme))
+        }
         return hash != nil && matches
     }
 
@@ -100,6 +101,18 @@ public final class PasswordHasher: Sendable {
         switch scheme {
         case .argon2id(let parameters): Argon2id.parameters(of: hash) != parameters
         case .bcrypt(let cost): !hash.hasPrefix(Self.bcrypt + "$2b$" + (cost < 10 ? "0" : "") + "\(cost)$")
+        }
+    }
+
+    /// The decoy, made by the first pool job that needs it (normally the one `init` queues); others wait for it there.
+    private static func decoyHash(_ box: NIOLockedValueBox<String?>, _ scheme: PasswordHashScheme) -> String {
+        box.withLockedValue { decoy in
+            if let decoy { return decoy }
+            guard let made = make(SessionToken.random().text, scheme) else {
+                preconditionFailure("libargon2 refused the parameters or could not allocate their memory")
+            }
+            decoy = made
+            return made
         }
     }
 

@@ -9,8 +9,11 @@ import json
 import os
 import tempfile
 import threading
+import time
 import urllib.request
 import uuid
+
+import pyotp
 
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
@@ -23,6 +26,19 @@ import pytest
 
 pytestmark = pytest.mark.browser
 PASSWORD = "correct horse battery"
+
+
+def make_browser(state):
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900",
+                     f"--user-data-dir={tempfile.mkdtemp(prefix='profile-', dir=state)}"):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+
+
+def wait_visible(driver, element_id, seconds=10):
+    return WebDriverWait(driver, seconds).until(EC.visibility_of_element_located((By.ID, element_id)))
 
 
 def test_account_page_in_chromium(redis, instances, nginx, tmp_path, checks):
@@ -50,16 +66,7 @@ def test_account_page_in_chromium(redis, instances, nginx, tmp_path, checks):
 
 
     def browser():
-        options = Options()
-        options.binary_location = "/usr/bin/chromium"
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900",
-                         f"--user-data-dir={tempfile.mkdtemp(prefix='profile-', dir=STATE)}"):
-            options.add_argument(argument)
-        return webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-
-
-    def wait_visible(driver, element_id, seconds=10):
-        return WebDriverWait(driver, seconds).until(EC.visibility_of_element_located((By.ID, element_id)))
+        return make_browser(STATE)
 
 
     def sign_in(driver, username):
@@ -195,3 +202,86 @@ def test_account_page_in_chromium(redis, instances, nginx, tmp_path, checks):
         first.quit()
         second.quit()
 
+
+
+def test_two_step_verification_in_chromium(redis, instances, tmp_path, checks):
+    """Turn TOTP on from the page (the secret and its otpauth:// link, a code from pyotp, the recovery codes once), sign
+    in again with a code, be asked to confirm it's you once the login is older than REAUTH_MAX_AGE, turn it off."""
+    service = instances.start(REDIS_URL=redis().url, ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, REAUTH_MAX_AGE=4)
+    base = service.url.replace("127.0.0.1", "localhost")
+    shots = os.environ.get("SCREENSHOTS") or str(tmp_path)
+    username = "totp-" + uuid.uuid4().hex[:6]
+    urllib.request.urlopen(urllib.request.Request(base + "/v1/users", method="POST", headers={"Content-Type": "application/json"},
+                                                  data=json.dumps({"username": username, "password": PASSWORD}).encode()))
+    instances.secrets.add(PASSWORD)
+    driver = make_browser(str(tmp_path))
+    try:
+        def sign_in_with_password():
+            driver.get(base + "/account")
+            wait_visible(driver, "signed-out")
+            driver.find_element(By.ID, "username").send_keys(username)
+            driver.find_element(By.ID, "password").send_keys(PASSWORD)
+            driver.find_element(By.ID, "sign-in").click()
+
+        def status_text():
+            return driver.find_element(By.ID, "status").text
+
+        sign_in_with_password()
+        wait_visible(driver, "signed-in")
+        wait_visible(driver, "totp-off")
+        driver.find_element(By.ID, "totp-enable").click()
+        wait_visible(driver, "totp-enrol")
+        secret = driver.find_element(By.ID, "totp-secret").text.replace(" ", "")
+        uri = driver.find_element(By.ID, "totp-uri").get_attribute("href")
+        instances.secrets.add(secret)
+        checks("turning it on shows the secret and its otpauth:// link", len(secret) == 32 and uri.startswith("otpauth://totp/")
+               and f"secret={secret}" in uri, uri.replace(secret, "<secret>"))
+        driver.save_screenshot(os.path.join(shots, "account-totp-enrol.png"))
+        totp = pyotp.TOTP(secret)
+        driver.find_element(By.ID, "totp-confirm-code").send_keys(totp.now())
+        driver.find_element(By.ID, "totp-confirm-submit").click()
+        wait_visible(driver, "totp-recovery")
+        codes = [item.text for item in driver.find_elements(By.CSS_SELECTOR, "#recovery-codes li")]
+        instances.secrets.update(codes)
+        checks("confirming with a pyotp code shows ten recovery codes once", len(codes) == 10, len(codes))
+        driver.save_screenshot(os.path.join(shots, "account-totp-recovery-codes.png"))
+        driver.find_element(By.ID, "recovery-saved").click()
+        wait_visible(driver, "totp-on")
+        checks("and then says it is on, the codes gone from the page",
+               not driver.find_elements(By.CSS_SELECTOR, "#recovery-codes li"), status_text())
+
+        # Sign out, sign in again: the password, then the code step.
+        driver.find_element(By.ID, "sign-out").click()
+        WebDriverWait(driver, 10).until(lambda d: not d.current_url.endswith("/account"))
+        sign_in_with_password()
+        wait_visible(driver, "totp-login")
+        checks("the login form asks for a code, and the challenge left the address bar",
+               "challenge=" not in driver.current_url and driver.current_url.endswith("/account?step=totp"), driver.current_url)
+        driver.save_screenshot(os.path.join(shots, "account-totp-login.png"))
+        driver.find_element(By.ID, "login-code").send_keys(totp.at(time.time() + 30))
+        driver.find_element(By.ID, "verify-code").click()
+        wait_visible(driver, "signed-in")
+        cookie = driver.get_cookie("__Host-session")
+        session = json.loads(urllib.request.urlopen(urllib.request.Request(
+            base + "/v1/session", headers={"Cookie": f"__Host-session={cookie['value']}"})).read())
+        instances.secrets.add(cookie["value"])
+        checks.equal("signed in with the code: the session is aal2", ("aal2", ["pwd", "otp"]), (session["acr"], session["amr"]))
+
+        # Later than REAUTH_MAX_AGE: turning the factor off asks to confirm it's you, then goes on.
+        time.sleep(4.5)
+        driver.find_element(By.ID, "totp-disable-code").send_keys(codes[0])
+        driver.find_element(By.ID, "totp-disable-submit").click()
+        wait_visible(driver, "reauthenticate")
+        checks("an old login is asked to confirm it's you, with a code field", driver.find_element(By.ID, "reauth-code").is_displayed(),
+               status_text())
+        driver.save_screenshot(os.path.join(shots, "account-reauthenticate.png"))
+        driver.find_element(By.ID, "reauth-password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "reauth-code").send_keys(codes[1])
+        driver.find_element(By.ID, "reauth-submit").click()
+        wait_visible(driver, "totp-off")
+        checks("after confirming, the factor is turned off", "off" in status_text(), status_text())
+        renewed = driver.get_cookie("__Host-session")["value"]
+        instances.secrets.add(renewed)
+        checks("re-authentication gave this browser a new session cookie", renewed != cookie["value"])
+    finally:
+        driver.quit()

@@ -90,8 +90,9 @@ def test_traces_metrics_and_the_dashboard(redis, instances, nginx, otlp, prometh
           len(login) == 1 and login[0]["parent_span_id"] == parent and login[0]["kind"] == "SPAN_KIND_SERVER", spans)
     if login:
         children = [s for s in spans if s["parent_span_id"] == login[0]["span_id"]]
-        check("login: password.verify is its child (bcrypt, cost, no hash)",
-              any(s["name"] == "password.verify" and s["attributes"].get("password.hash.algorithm") == "bcrypt" for s in children), children)
+        check("login: password.verify is its child (argon2id, its cost, no hash)",
+              any(s["name"] == "password.verify" and s["attributes"].get("password.hash.algorithm") == "argon2id"
+                  and s["attributes"].get("password.hash.cost") == "m=1024,t=1,p=1" for s in children), children)
         redis_children = [s for s in children if s["attributes"].get("db.system.name") == "redis"]
         check("login: its Redis commands and scripts are children (kind client, db.operation.name)",
               len(redis_children) >= 3 and all(s["kind"] == "SPAN_KIND_CLIENT" and s["attributes"].get("db.operation.name") for s in redis_children),
@@ -173,7 +174,7 @@ def test_traces_metrics_and_the_dashboard(redis, instances, nginx, otlp, prometh
     roots = [json.loads(line) for line in open(SPANS, encoding="utf-8")]
     check("without a traceparent a request starts its own trace (a root span)",
           any(s["name"] == "GET /healthz" and s["parent_span_id"] == "" for s in roots))
-    bad = [(s["name"], k, v) for s in roots for k, v in s["attributes"].items() for secret in SECRETS + ["Bearer", "bcrypt-hs256"]
+    bad = [(s["name"], k, v) for s in roots for k, v in s["attributes"].items() for secret in SECRETS + ["Bearer", "bcrypt-hs256", "$argon2id$"]
            if secret in json.dumps(v)]
     check(f"no token, password, hash or Authorization in any attribute of {len(roots)} spans", not bad, bad[:5])
     keys = sorted({k for s in roots for k in s["attributes"]})

@@ -13,7 +13,7 @@ import uuid
 import argon2
 import bcrypt
 import pytest
-from support.http import call
+from support.client import call
 
 PASSWORD = "tr0ub4dor & three"
 OWASP = dict(time_cost=2, memory_cost=19456, parallelism=1)

@@ -72,14 +72,15 @@ def test_every_operation_conforms_to_openapi(redis, instances, binaries, ports, 
                 url=f"http://127.0.0.1:{admin_port}", authorization=basic("ops:schema-admin-secret-1"))
     # positive_data_acceptance is left out: schema-valid credentials for users that do not exist are rightly refused
     # (401). Passes: first every operation that keeps the token alive, then the ones that end it.
-    ending = ["logout", "revokeAllSessions", "revokeSession", "browserLogin", "browserLogout", "introspect", "revokeToken",
-              "changePassword", *ADMIN_OPERATIONS]
+    ending = ["logout", "revokeAllSessions", "revokeSession", "browserLogin", "browserLogout", "browserLoginWithCode", "introspect",
+              "revokeToken", "changePassword", *ADMIN_OPERATIONS]
     finish(*run("main", *[a for op in ending for a in ("--exclude-operation-id", op)]))
     # The browser routes (and a password change sent as a form: the account page's) answer a form post's every failure
     # with 303 ?error=<code> (the contract: a browser must land on a page), so "invalid data is rejected with a 4xx" does
     # not apply to them; every other check does. No generated current password is right, so the token lives on.
     finish(*run("browser", "--include-operation-id", "browserLogin", "--include-operation-id", "browserLogout",
-                "--include-operation-id", "changePassword", exclude="positive_data_acceptance,negative_data_rejection"))
+                "--include-operation-id", "browserLoginWithCode", "--include-operation-id", "changePassword",
+                exclude="positive_data_acceptance,negative_data_rejection"))
     finish(*run("ending", "--include-operation-id", "logout", "--include-operation-id", "revokeAllSessions",
                 "--include-operation-id", "revokeSession"))
     # Introspection and revocation authenticate their callers as clients (HTTP Basic), not with the session token.

@@ -7,13 +7,15 @@ import SessionCore
 
 /// `POST /v1/password`: a signed-in user changes their password.
 extension Routes {
-    /// JSON → 204; a form (the account page) → 303 to `/account?password=changed`, or `?error=<code>`. A wrong current
+    /// Needs a fresh login (`REAUTH_MAX_AGE`). JSON → 204; a form (the account page) → 303 to `/account?password=changed`, or `?error=<code>`. A wrong current
     /// password is 403 `invalid_credentials` (the caller is signed in: 401 would read as "your session is gone") and
     /// counts as a failed login. 1 bcrypt to check + 1 to hash, the record, 1 EVALSHA ending the other sessions.
     func changePassword(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let current = try Self.session(context)
         let isForm = CredentialsBody.isForm(request)
         do {
+            // A form (the account page) gets its 303 ?error=reauthentication_required like any other refusal.
+            try requireFreshLogin(context)
             let body = try await PasswordBody.decode(request, limit: maxBodySize)
             let client = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
             do {

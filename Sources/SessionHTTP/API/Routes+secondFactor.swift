@@ -40,7 +40,7 @@ extension Routes {
         guard cookie.allowsUnsafe(request.head) else { throw APIError.crossOriginRequest }
         let isForm = CredentialsBody.isForm(request)
         do {
-            let body = try await CodeBody.decode(request, limit: maxBodySize)
+            let body = try await CodeBody.decode(request, limit: maxBodySize, forms: true)
             let (token, session, _) = try await completeLogin(body, request, context)
             var response = isForm ? Self.redirect(to: SessionCookie.safeRedirect(body.returnTo)) : Response(status: .noContent)
             response.headers[.setCookie] = cookie.setCookie(token, maxAge: Self.secondsUntil(session.absoluteExpiresAt))
@@ -159,10 +159,11 @@ struct CodeBody: Decodable {
         case returnTo = "return_to"
     }
 
-    static func decode(_ request: Request, limit: Int) async throws -> CodeBody {
+    /// JSON; with `forms`, also a form (the browser's login step).
+    static func decode(_ request: Request, limit: Int, forms: Bool = false) async throws -> CodeBody {
         let buffer = try await FormBody.collect(request, limit: limit)
         let mediaType = CredentialsBody.mediaType(request)
-        if mediaType == "application/x-www-form-urlencoded" {
+        if forms, mediaType == "application/x-www-form-urlencoded" {
             let fields = FormBody.fields(try FormBody.text(buffer)).filter { !$0.value.isEmpty }
             return CodeBody(
                 challenge: fields["challenge"], code: fields["code"], recoveryCode: fields["recovery_code"], password: fields["password"],

@@ -6,12 +6,13 @@ import SessionCore
 
 /// `/v1/session` and `/v1/sessions`: the caller's session, the user's sessions, and ending them.
 extension Routes {
-    /// 1 EVALSHA (the session with where it was started: authentication read only its 28 bytes), and 1 HGET until the
-    /// username is cached (usernames never change).
+    /// 1 EVALSHA (the session with where it was started: authentication read only its 28 bytes), 1 HGET (whether the
+    /// user has a second factor: `totp`), and 1 HGET until the username is cached (usernames never change).
     func currentSession(_ context: SessionRequestContext) async throws -> Response {
         let authenticated = try Self.session(context)
         let session = try await core(context) { try await sessions.session(authenticated.id, of: authenticated.userID) } ?? authenticated
         let username = try await core(context) { try await accounts.users.username(for: session.userID) } ?? ""
+        let totp = try await core(context) { try await accounts.hasSecondFactor(session.userID) }
         return try Self.json(.ok) { object in
             object.field("user_id", session.userID.text)
             object.field("username", username)
@@ -20,6 +21,7 @@ extension Routes {
             object.field("expires_at", UTCTime.rfc3339(session.expiresAt))
             object.field("absolute_expires_at", UTCTime.rfc3339(session.absoluteExpiresAt))
             Self.whereFrom(session, &object)
+            object.field("totp", totp)
         }
     }
 

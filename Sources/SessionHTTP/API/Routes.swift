@@ -108,10 +108,7 @@ public struct Routes: Sendable {
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
             return try await self.logout(context)
         }
-        table.add(.post, "/v1/password", guarded: true) { request, context in
-            try self.requireFreshLogin(context)
-            return try await self.changePassword(request, context)
-        }
+        table.add(.post, "/v1/password", guarded: true) { request, context in try await self.changePassword(request, context) }
         addSecondFactorRoutes(to: &table)
         table.add(.get, "/v1/sessions", guarded: true) { request, context in try await self.list(request, context) }
         table.add(.delete, "/v1/sessions", guarded: true) { request, context in

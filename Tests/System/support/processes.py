@@ -151,6 +151,10 @@ class Instance:
     def pid(self):
         return self.process.pid
 
+    @property
+    def name(self):
+        return self.folder.name
+
     def command(self):
         """The environment and binary, as one shell command (what a test that restarts it by hand runs)."""
         return " ".join(shlex.quote(f"{k}={v}") for k, v in self.full_env().items()) + " " + shlex.quote(self.binary)

@@ -9,7 +9,10 @@ const messages = {
   cross_origin_request: "That request came from another site and was refused.",
   store_unavailable: "The service is unavailable. Try again in a moment.",
   account_disabled: "This account is disabled.",
-  invalid_request: "The new password does not meet the rules (8 to 256 characters).",
+  invalid_request: "The new password does not meet the rules: 8 to 256 characters, not a common password, not your username.",
+  invalid_code: "That code is wrong or was already used.",
+  invalid_challenge: "That sign-in expired. Sign in with your password again.",
+  reauthentication_required: "Please confirm it's you first.",
 };
 // On the signed-in page, a wrong password is the current one (the change-password form).
 const signedInMessages = { invalid_credentials: "The current password is wrong." };
@@ -19,10 +22,39 @@ function status(text, isError) {
   $("status").className = isError ? "error" : "";
 }
 
-async function api(method, path) {
-  const response = await fetch(path, { method, credentials: "same-origin", headers: { Accept: "application/json" } });
+async function api(method, path, json) {
+  const headers = { Accept: "application/json" };
+  if (json !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method, credentials: "same-origin", headers, body: json === undefined ? undefined : JSON.stringify(json),
+  });
   const body = response.status === 204 ? null : await response.json().catch(() => null);
   return { status: response.status, body };
+}
+
+// A sensitive action answered 403 reauthentication_required: ask for the password (and a code), then run it again.
+let afterReauthentication = null;
+function askToReauthenticate(retry) {
+  afterReauthentication = retry;
+  $("reauthenticate").hidden = false;
+  $("reauth-password").focus();
+  status(messages.reauthentication_required, true);
+}
+
+// Runs a sensitive call; on 403 reauthentication_required asks first and runs it again after.
+async function sensitive(call, onDone) {
+  const result = await call();
+  if (result.status === 403 && result.body && result.body.error === "reauthentication_required") {
+    return askToReauthenticate(async () => onDone(await call()));
+  }
+  return onDone(result);
+}
+
+function showFactor(on) {
+  $("totp-on").hidden = !on;
+  $("totp-off").hidden = on;
+  $("totp-enrol").hidden = true;
+  $("totp-recovery").hidden = true;
 }
 
 function when(text) {
@@ -82,12 +114,16 @@ function renderSessions(sessions) {
 }
 
 async function show() {
-  const error = new URLSearchParams(location.search).get("error");
+  const query = new URLSearchParams(location.search);
+  const error = query.get("error");
   const me = await api("GET", "/v1/session");
   if (me.status === 200) {
     $("signed-out").hidden = true;
     $("signed-in").hidden = false;
     $("who").textContent = me.body.username;
+    $("reauthenticate").hidden = error !== "reauthentication_required";
+    document.querySelectorAll(".needs-code").forEach((element) => { element.hidden = !me.body.totp; });
+    if ($("totp-recovery").hidden) showFactor(me.body.totp);
     const list = await api("GET", "/v1/sessions");
     renderSessions(list.status === 200 ? list.body.sessions : []);
     const changed = new URLSearchParams(location.search).get("password") === "changed";
@@ -96,6 +132,19 @@ async function show() {
   } else if (me.status === 401) {
     $("signed-in").hidden = true;
     $("signed-out").hidden = false;
+    // The password was right and the account has a second factor: the code step (the challenge leaves the address bar).
+    const challenge = query.get("step") === "totp" ? query.get("challenge") : null;
+    if (challenge) {
+      $("challenge").value = challenge;
+      history.replaceState(null, "", "/account?step=totp");
+    }
+    const codeStep = Boolean(challenge) && !error;
+    $("login").hidden = codeStep;
+    $("totp-login").hidden = !codeStep;
+    if (codeStep) {
+      $("login-code").focus();
+      return status("Two-step verification");
+    }
     status(error ? messages[error] || "Sign-in failed." : "You are signed out.", Boolean(error));
   } else {
     status(messages[me.body && me.body.error] || "The service is unavailable.", true);
@@ -108,6 +157,61 @@ document.addEventListener("DOMContentLoaded", () => {
     if (result.status !== 204) return status(messages[result.body && result.body.error] || "Could not sign out everywhere.", true);
     await api("POST", "/v1/browser/logout");  // clears this browser's cookie too
     await show();
+  });
+  $("reauthenticate").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { password: $("reauth-password").value };
+    const code = $("reauth-code").value.trim();
+    if (code) body[/^[0-9]{6}$/.test(code) ? "code" : "recovery_code"] = code;
+    const result = await api("POST", "/v1/session/reauthenticate", body);
+    $("reauth-password").value = "";
+    $("reauth-code").value = "";
+    if (result.status !== 200) return status(messages[result.body && result.body.error] || "That did not work.", true);
+    $("reauthenticate").hidden = true;
+    const retry = afterReauthentication;
+    afterReauthentication = null;
+    status("Thanks — you can go on.");
+    if (location.search) history.replaceState(null, "", "/account");
+    if (retry) await retry();
+  });
+  $("totp-enable").addEventListener("click", () => sensitive(() => api("POST", "/v1/totp"), (result) => {
+    if (result.status !== 200) return status(messages[result.body && result.body.error] || "Could not start.", true);
+    $("totp-secret").textContent = result.body.secret.replace(/(.{4})/g, "$1 ").trim();
+    $("totp-uri").href = result.body.otpauth_uri;
+    $("totp-off").hidden = true;
+    $("totp-enrol").hidden = false;
+    $("totp-confirm-code").focus();
+    status("");
+  }));
+  $("totp-confirm").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const result = await api("POST", "/v1/totp/confirm", { code: $("totp-confirm-code").value });
+    $("totp-confirm-code").value = "";
+    if (result.status !== 200) return status(messages[result.body && result.body.error] || "Could not confirm.", true);
+    const list = $("recovery-codes");
+    list.replaceChildren(...result.body.recovery_codes.map((code) => {
+      const item = document.createElement("li");
+      item.textContent = code;
+      return item;
+    }));
+    $("totp-enrol").hidden = true;
+    $("totp-recovery").hidden = false;
+    status("Two-step verification is on.");
+  });
+  $("recovery-saved").addEventListener("click", () => {
+    $("recovery-codes").replaceChildren();
+    showFactor(true);
+  });
+  $("totp-disable").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("totp-disable-code").value.trim();
+    const body = /^[0-9]{6}$/.test(value) ? { code: value } : { recovery_code: value };
+    sensitive(() => api("DELETE", "/v1/totp", body), (result) => {
+      $("totp-disable-code").value = "";
+      if (result.status !== 204) return status(messages[result.body && result.body.error] || "Could not turn it off.", true);
+      showFactor(false);
+      status("Two-step verification is off.");
+    });
   });
   show();
 });
