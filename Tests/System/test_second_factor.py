@@ -234,3 +234,21 @@ def test_the_browser_login_asks_for_the_code(redis, instances, checks):
     checks.equal("the cookie's session is aal2", "aal2", session.get("acr"))
     checks.equal("from another site the code step is refused (CSRF)", 403, call(
         "POST", f"{service.url}/v1/browser/login/totp", {"challenge": challenge, "code": "123456"}, headers={"Origin": "https://evil.example"})[0])
+
+
+def test_wrong_codes_count_toward_the_login_throttle(redis, instances, checks):
+    service = instances.start(REDIS_URL=redis().url, ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, LOGIN_MAX_FAILURES=3)
+    call("POST", f"{service.url}/v1/users", {"username": "throttled-mfa", "password": PASSWORD})
+    token = call("POST", f"{service.url}/v1/login", {"username": "throttled-mfa", "password": PASSWORD})[2]["token"]
+    secret = call("POST", f"{service.url}/v1/totp", headers={"Authorization": f"Bearer {token}"})[2]["secret"]
+    call("POST", f"{service.url}/v1/totp/confirm", {"code": pyotp.TOTP(secret).now()}, headers={"Authorization": f"Bearer {token}"})
+    instances.secrets.update({PASSWORD, token, secret})
+    challenge = call("POST", f"{service.url}/v1/login", {"username": "throttled-mfa", "password": PASSWORD})[2]["challenge"]
+    wrong = f"{(int(pyotp.TOTP(secret).now()) + 500000) % 1000000:06d}"
+    answers = [call("POST", f"{service.url}/v1/login/totp", {"challenge": challenge, "code": wrong})[0] for _ in range(3)]
+    status, headers, body = call("POST", f"{service.url}/v1/login/totp", {"challenge": challenge, "code": pyotp.TOTP(secret).now()})
+    checks("three wrong codes reach LOGIN_MAX_FAILURES=3: the next attempt, even the right code, is 429 with Retry-After",
+           answers == [401, 401, 401] and status == 429 and body.get("error") == "too_many_attempts" and headers.get("Retry-After"),
+           (answers, status))
+    status = call("POST", f"{service.url}/v1/login", {"username": "throttled-mfa", "password": PASSWORD})[0]
+    checks.equal("and so is the password step", 429, status)
