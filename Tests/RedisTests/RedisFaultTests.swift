@@ -165,7 +165,7 @@ import Testing
         configuration.commandTimeout = .seconds(10)
         let client = RedisClient(configuration: configuration)
         let runner = Task { try await client.run() }
-        try await client.waitUntilConnected()
+        try await client.waitUntilConnected(timeout: .seconds(30))
         #expect(try await client.ping())
         runner.cancel()
         _ = try? await runner.value
