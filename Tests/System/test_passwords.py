@@ -5,6 +5,7 @@ memory bound and fairness under a flood of Argon2id hashes from one address.
 import base64
 import hashlib
 import hmac
+import subprocess
 import threading
 import time
 import unicodedata
@@ -14,6 +15,7 @@ import argon2
 import bcrypt
 import pytest
 from support.client import call
+from support.processes import Shape
 
 PASSWORD = "tr0ub4dor & three"
 OWASP = dict(time_cost=2, memory_cost=19456, parallelism=1)
@@ -25,10 +27,21 @@ def legacy_bcrypt(password, rounds=4):
     return "bcrypt-hs256$" + bcrypt.hashpw(prehash, bcrypt.gensalt(rounds=rounds, prefix=b"2b")).decode()
 
 
-def test_argon2id_interoperates_and_old_hashes_are_rehashed(redis, instances, checks):
-    server = redis()
+@pytest.mark.parametrize("kind", ["node", "cluster"])
+def test_argon2id_interoperates_and_old_hashes_are_rehashed(kind, redis, shape, instances, checks):
+    if kind == "node":
+        server = redis()
+        url, cli = server.url, server.cli
+    else:
+        cluster = shape("cluster")
+        url = cluster.service_url
+
+        def cli(*command):
+            result = subprocess.run(["redis-cli", "-c", "--no-auth-warning", "-a", Shape.DATA_PASSWORD, "-p", str(cluster.ports[0]),
+                                     *map(str, command)], capture_output=True, text=True, timeout=10)
+            return result.stdout.strip()
     # The defaults: Argon2id at OWASP's baseline.
-    service = instances.start(REDIS_URL=server.url)
+    service = instances.start(REDIS_URL=url)
 
     def register(password=PASSWORD):
         name = f"pw-{uuid.uuid4().hex[:10]}"
@@ -37,7 +50,7 @@ def test_argon2id_interoperates_and_old_hashes_are_rehashed(redis, instances, ch
         return name, body["user_id"]
 
     def stored(user_id):
-        return server.cli("HGET", f"ss:u:{user_id}", "pw")
+        return cli("HGET", f"ss:u:{user_id}", "pw")
 
     def login(name, password=PASSWORD):
         return call("POST", f"{service.url}/v1/login", {"username": name, "password": password})[0]
@@ -53,11 +66,11 @@ def test_argon2id_interoperates_and_old_hashes_are_rehashed(redis, instances, ch
 
     # The reverse: a hash argon2-cffi made, at the same parameters and at others.
     theirs = argon2.PasswordHasher(**OWASP).hash(PASSWORD)
-    server.cli("HSET", f"ss:u:{user_id}", "pw", theirs)
+    cli("HSET", f"ss:u:{user_id}", "pw", theirs)
     checks.equal("login with argon2-cffi's hash", 200, login(name))
     checks("a hash made as configured is kept", stored(user_id) == theirs)
     costlier = argon2.PasswordHasher(time_cost=3, memory_cost=8192, parallelism=2).hash(PASSWORD)
-    server.cli("HSET", f"ss:u:{user_id}", "pw", costlier)
+    cli("HSET", f"ss:u:{user_id}", "pw", costlier)
     instances.secrets.update({theirs, costlier})
     checks.equal("login with argon2-cffi's hash of other parameters (m=8192, t=3, p=2)", 200, login(name))
     rehashed = stored(user_id)
@@ -71,7 +84,7 @@ def test_argon2id_interoperates_and_old_hashes_are_rehashed(redis, instances, ch
     composed = unicodedata.normalize("NFC", decomposed)
     name, user_id = register()
     old = legacy_bcrypt(decomposed)
-    server.cli("HSET", f"ss:u:{user_id}", "pw", old)
+    cli("HSET", f"ss:u:{user_id}", "pw", old)
     instances.secrets.update({decomposed, composed, old})
     checks.equal("a pre-NFC bcrypt hash refuses the composed form it was not made from", 401, login(name, composed))
     checks.equal("and accepts the password as it was typed", 200, login(name, decomposed))
