@@ -39,8 +39,8 @@ extension AccountService {
     /// - Throws: `invalidCode`.
     public func disableTOTP(for user: UserID, code: String?, recoveryCode: String?, now: Date = Date()) async throws(SessionError) {
         let store = try secondFactorStore()
-        guard let proof = try await proof(of: user, code: code, recoveryCode: recoveryCode, now: now),
-            try await store.use(proof, of: user, challenge: nil) == .accepted
+        guard let secret = try await store.enabledSecret(of: user),
+            try await store.use(Self.proof(secret, code: code, recoveryCode: recoveryCode, now: now), of: user, challenge: nil) == .accepted
         else { throw .invalidCode }
         try await store.remove(user)
     }
@@ -63,10 +63,8 @@ extension AccountService {
             let record = try await users.record(challenge.user)
         else { throw .invalidChallenge }
         try await throttle.check(username: record.user.username, clientAddress: clientAddress)
-        guard let proof = try await proof(of: challenge.user, code: code, recoveryCode: recoveryCode, now: now) else {
-            throw .invalidChallenge
-        }
-        switch try await store.use(proof, of: challenge.user, challenge: key) {
+        guard let secret = try await store.enabledSecret(of: challenge.user) else { throw .invalidChallenge }
+        switch try await store.use(Self.proof(secret, code: code, recoveryCode: recoveryCode, now: now), of: challenge.user, challenge: key) {
         case .accepted: break
         case .refused:
             try await throttle.recordFailure(username: record.user.username, clientAddress: clientAddress)
@@ -96,10 +94,9 @@ extension AccountService {
             throw .invalidCredentials
         }
         var level = AuthenticationLevel.password
-        if let store = secondFactors, try await store.enabledSecret(of: current.userID) != nil {
-            guard let proof = try await proof(of: current.userID, code: code, recoveryCode: recoveryCode, now: now),
-                try await store.use(proof, of: current.userID, challenge: nil) == .accepted
-            else {
+        if let store = secondFactors, let secret = try await store.enabledSecret(of: current.userID) {
+            let proof = try Self.proof(secret, code: code, recoveryCode: recoveryCode, now: now)
+            guard try await store.use(proof, of: current.userID, challenge: nil) == .accepted else {
                 try await throttle.recordFailure(username: username, clientAddress: clientAddress)
                 throw .invalidCode
             }
@@ -113,17 +110,13 @@ extension AccountService {
         return (token, session, record.user)
     }
 
-    /// What a code or recovery code proves, for `SecondFactorStore.use`; nil when the factor is off.
-    private func proof(of user: UserID, code: String?, recoveryCode: String?, now: Date) async throws(SessionError)
-        -> SecondFactorStore.Proof?
+    /// What a code (the step it matches under the factor's secret, if any) or a recovery code proves, for
+    /// `SecondFactorStore.use`. Neither given: `invalidCode`.
+    private static func proof(_ secret: [UInt8], code: String?, recoveryCode: String?, now: Date) throws(SessionError)
+        -> SecondFactorStore.Proof
     {
-        let store = try secondFactorStore()
-        if let recoveryCode {
-            guard try await store.enabledSecret(of: user) != nil else { return nil }
-            return .recovery(hash: Self.recoveryHash(recoveryCode))
-        }
+        if let recoveryCode { return .recovery(hash: recoveryHash(recoveryCode)) }
         guard let code else { throw .invalidCode }
-        guard let secret = try await store.enabledSecret(of: user) else { return nil }
         return .code(step: TOTP.matchingStep(secret: secret, code: code, around: TOTP.step(at: Int64(now.timeIntervalSince1970))))
     }
 
