@@ -225,7 +225,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SessionCoreTests",
-            dependencies: ["SessionCore", "Redis", "TestSupport", .product(name: "HummingbirdBcrypt", package: "hummingbird-auth")],
+            dependencies: [
+                "SessionCore", "Redis", "TestSupport", .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
+                .product(name: "Atomics", package: "swift-atomics"), .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -61,6 +61,8 @@ public final class RedisClient: Service, Sendable {
     private let commandsSent = Counter(label: "redis_commands_sent_total")
     /// `WAIT minReplicas timeout`, sent behind each durable write; nil when no replica is asked for.
     private let waitCommand: RedisCommand?
+    /// Whether client-side caching is on (`onInvalidation`): durable writes are then followed by a barrier.
+    private let tracksKeys: Bool
     private let minReplicas: Int
     /// Cluster redirects followed, by kind: `MOVED` (a slot's owner changed) and `ASK` (a slot being migrated).
     private let movedRedirects = ManagedAtomic(0)
@@ -93,6 +95,7 @@ public final class RedisClient: Service, Sendable {
         onInvalidation: (@Sendable (RedisInvalidation) -> Void)? = nil
     ) {
         self.configuration = configuration
+        self.tracksKeys = onInvalidation != nil
         let telemetry = RedisTelemetry(database: configuration.database)
         self.telemetry = telemetry
         let onEvent: @Sendable (RedisConnectionEvent) -> Void = { event in
@@ -244,6 +247,13 @@ public final class RedisClient: Service, Sendable {
         on eventLoop: (any EventLoop)?, completion: @escaping @Sendable (Result<RESPValue, RedisError>) -> Void
     ) {
         let wait = durable ? waitCommand : nil
+        // A durable write (a revocation) with client-side caching on: Redis writes its reply before the invalidations
+        // it caused when both go out in the same event-loop turn (its pending-write list is served newest first), so a
+        // caller could be told "done" and reach another instance before that instance's kernel has the invalidation.
+        // One more round trip on the key's node comes back only after that turn's writes are all out. A WAIT already
+        // is one: it answers in a later turn, after the replicas' acknowledgements.
+        let barrier: RedisCommand? =
+            durable && wait == nil && tracksKeys ? (keys.first.map { RedisCommand("PTTL", [$0]) } ?? RedisCommand("PING")) : nil
         let minReplicas = self.minReplicas
         let waitTimeout = configuration.waitTimeout
         @Sendable func attempt(byHash: Bool) {
@@ -269,7 +279,9 @@ public final class RedisClient: Service, Sendable {
                         )
                     }
                 }
-                completion(.success(scriptReply))
+                guard let barrier else { return completion(.success(scriptReply)) }
+                // The write is done whatever the barrier's fate: its failure only loses the ordering it buys.
+                self.dispatch([barrier], on: eventLoop) { _ in completion(.success(scriptReply)) }
             }
         }
         attempt(byHash: true)

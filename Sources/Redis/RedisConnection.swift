@@ -19,12 +19,15 @@ final class RedisConnection: Sendable {
     /// Set by the handler the moment it stops taking commands (a read error, a protocol error, a stall), which is
     /// before the channel reports inactive: no command is handed to a connection that would fail it at once.
     private let failed: ManagedAtomic<Bool>
+    /// Whether every byte received has been handled: kept for tracking listeners over TCP (see `TrackingBacklog`).
+    let backlog: TrackingBacklog?
 
     private init(
         channel: any Channel, endpoint: RedisConfiguration.Endpoint, handler: NIOLoopBound<RedisChannelHandler>, inFlight: ManagedAtomic<Int>,
         maxInFlight: Int,
-        failed: ManagedAtomic<Bool>
+        failed: ManagedAtomic<Bool>, backlog: TrackingBacklog?
     ) {
+        self.backlog = backlog
         self.channel = channel
         self.endpoint = endpoint
         self.handler = handler
@@ -52,14 +55,24 @@ final class RedisConnection: Sendable {
     }
 
     /// Connects, then authenticates and selects the database before anyone else may use the connection.
+    /// `countingBacklog`: a tracking listener, whose handled bytes are counted against its socket's (TCP only).
     static func connect(
         to endpoint: RedisConfiguration.Endpoint,
         configuration: RedisConfiguration,
         purpose: Purpose = .data,
         tls: NIOSSLContext? = nil,
         on eventLoop: any EventLoop,
+        countingBacklog: Bool = false,
         onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) async throws -> RedisConnection {
+        // A listener's socket is made here, not by NIO, so that its descriptor is known to ask the kernel about.
+        let descriptor: CInt?
+        if countingBacklog, case .tcp(let host, let port) = endpoint {
+            descriptor = try await TrackingBacklog.connectedSocket(host: host, port: port, timeout: TimeAmount(configuration.connectTimeout))
+        } else {
+            descriptor = nil
+        }
+        let backlog = descriptor.map { TrackingBacklog(descriptor: $0) }
         let inFlight = ManagedAtomic(0)
         let failed = ManagedAtomic(false)
         let failure = NIOLockedValueBox<RedisError?>(nil)
@@ -70,6 +83,7 @@ final class RedisConnection: Sendable {
             .connectTimeout(TimeAmount(configuration.connectTimeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let backlog { try channel.pipeline.syncOperations.addHandler(TrackingBacklog.CountingHandler(backlog)) }
                     if let tls, case .tcp(let host, _) = endpoint {
                         // SNI and host-name verification need a name; for an IP address NIOSSL checks the
                         // certificate's IP entries against the peer address instead.
@@ -100,7 +114,11 @@ final class RedisConnection: Sendable {
                     .channelOption(.tcpOption(.init(rawValue: Self.keepAliveIdle)), value: 15)
                     .channelOption(.tcpOption(.init(rawValue: TCP_KEEPINTVL)), value: 5)
                     .channelOption(.tcpOption(.init(rawValue: TCP_KEEPCNT)), value: 3)
-                channel = try await bootstrap.connect(host: host, port: port).get()
+                if let descriptor {
+                    channel = try await bootstrap.withConnectedSocket(descriptor).get()
+                } else {
+                    channel = try await bootstrap.connect(host: host, port: port).get()
+                }
             case .unixSocket(let path):
                 channel = try await bootstrap.connect(unixDomainSocketPath: path).get()
             }
@@ -122,7 +140,7 @@ final class RedisConnection: Sendable {
         }
         let connection = RedisConnection(
             channel: channel, endpoint: endpoint, handler: handler, inFlight: inFlight, maxInFlight: configuration.maxInFlightPerConnection,
-            failed: failed
+            failed: failed, backlog: backlog
         )
         do {
             // The handshake: any error reply (WRONGPASS, NOAUTH, a bad database) keeps the connection from service.

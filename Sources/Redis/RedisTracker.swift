@@ -22,10 +22,25 @@ public enum RedisInvalidation: Sendable, Equatable {
 /// never be taken for one read under the next.
 public struct TrackingSource: Sendable, Hashable {
     public let id: UInt64
-    public init(id: UInt64) { self.id = id }
+    /// Whether the pair's listener has handled all it received (nil: unknown, a Unix socket — the lease alone bounds it).
+    public let backlog: TrackingBacklog?
+
+    public init(id: UInt64, backlog: TrackingBacklog? = nil) {
+        self.id = id
+        self.backlog = backlog
+    }
+
+    /// Whether a value read under this source may be served now as far as unread invalidations go: the listener has
+    /// handled every byte its socket received (or that cannot be known).
+    public var hasNoUnreadInvalidations: Bool { backlog?.isDrained ?? true }
+
+    public static func == (lhs: TrackingSource, rhs: TrackingSource) -> Bool { lhs.id == rhs.id }
+    public func hash(into hasher: inout Hasher) { hasher.combine(id) }
 
     private static let counter = ManagedAtomic<UInt64>(0)
-    static func next() -> TrackingSource { TrackingSource(id: counter.wrappingIncrementThenLoad(ordering: .relaxed)) }
+    static func next(backlog: TrackingBacklog?) -> TrackingSource {
+        TrackingSource(id: counter.wrappingIncrementThenLoad(ordering: .relaxed), backlog: backlog)
+    }
 }
 
 /// A reply read on a tracked reader, and the pair that read it.
@@ -145,7 +160,7 @@ final class RedisTracker: Sendable {
     ) async throws {
         let onInvalidation = self.onInvalidation
         let listener = try await RedisConnection.connect(
-            to: endpoint, configuration: configuration, purpose: purpose, tls: tls, on: loop,
+            to: endpoint, configuration: configuration, purpose: purpose, tls: tls, on: loop, countingBacklog: true,
             onPush: { message in
                 // ["message", "__redis__:invalidate", [key, …]], or a nil payload for FLUSHALL/FLUSHDB.
                 guard let parts = message.array, parts.count == 3 else { return }
@@ -174,7 +189,7 @@ final class RedisTracker: Sendable {
             listener.channel.close(promise: nil)
             throw error
         }
-        let source = TrackingSource.next()
+        let source = TrackingSource.next(backlog: listener.backlog)
         pair.withLockedValue { $0 = Pair(listener: listener, reader: reader, source: source) }
         if stopped.withLockedValue({ $0 }) { close() }
         // …and it answers: the first lease runs from this ping.

@@ -8,7 +8,10 @@ public import Redis
 ///
 /// The rules that keep a revocation from ever being lost are the state machine's (`NearCache.StateMachine`): tickets
 /// that never repeat, entries tied to the tracking connection that read them, leases that a connection must keep
-/// renewing, and flushes that void reads in progress. README, "Design: the near cache", argues each failure case.
+/// renewing, and flushes that void reads in progress. One more rule lives outside it, because it asks the kernel: a hit
+/// is served only when its tracking listener has handled every byte its socket received (`TrackingSource.backlog`),
+/// so an invalidation already on this host is never overtaken by a request that arrived after it. README, "Design:
+/// the near cache", argues each failure case.
 ///
 /// At most `maxEntries` entries, evicted by CLOCK (second chance): a hit only sets a bit, so a hit costs one lock, a
 /// dictionary lookup and no allocation.
@@ -29,6 +32,8 @@ public final class NearCache: Sendable {
 
     private let hits = Counter(label: "session_near_cache_hits_total")
     private let misses = Counter(label: "session_near_cache_misses_total")
+    /// Misses of entries held back only because their listener had unread bytes.
+    private let unreadMisses = Counter(label: "session_near_cache_unread_misses_total")
     private let invalidations = Counter(label: "session_near_cache_invalidations_total")
     private let flushes = Counter(label: "session_near_cache_flushes_total")
     private let size = Gauge(label: "session_near_cache_entries")
@@ -48,7 +53,14 @@ public final class NearCache: Sendable {
     /// The usable entry of a key and whether to send it a renewal now (see `StateMachine.entry(_:now:touchDue:touchInterval:)`).
     func lookup(_ key: [UInt8], now: NIODeadline, touchDue: TimeAmount? = nil, touchInterval: TimeAmount = .zero) -> (entry: Entry, touch: Bool)? {
         let found = state.withLockedValue { $0.entry(key, now: now, touchDue: touchDue, touchInterval: touchInterval) }
-        if found == nil { misses.increment() } else { hits.increment() }
+        // An invalidation this host has received but its listener's loop has not handled yet (README, "The near
+        // cache"): the entry may be revoked already, so Redis answers. Checked after the lookup, outside the lock.
+        guard let found, found.entry.source.hasNoUnreadInvalidations else {
+            if found != nil { unreadMisses.increment() }
+            misses.increment()
+            return nil
+        }
+        hits.increment()
         return found
     }
 
