@@ -1,5 +1,6 @@
 // swift-tools-version:6.2
-// The layout is the architecture: CHiredis (CArgon2) → Redis → SessionCore → SessionHTTP → ServiceSettings → SessionServer.
+// The layout is the architecture: CHiredis (CArgon2) → Redis → SessionCore → SessionWebhooks → SessionHTTP → ServiceSettings →
+// SessionServer.
 
 import PackageDescription
 
@@ -94,10 +95,27 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Lifecycle events delivered as signed webhooks (Standard Webhooks), from a Redis consumer group.
+        .target(
+            name: "SessionWebhooks",
+            dependencies: [
+                "SessionCore",
+                "Redis",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "SessionHTTP",
             dependencies: [
                 "SessionCore",
+                "SessionWebhooks",
                 "AccessTokens",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -127,6 +145,7 @@ let package = Package(
             dependencies: [
                 "SessionHTTP",
                 "SessionCore",
+                "SessionWebhooks",
                 "AccessTokens",
                 "Redis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -3,6 +3,7 @@ import Foundation
 import Redis
 public import SessionCore
 public import SessionHTTP
+import SessionWebhooks
 
 extension ServiceConfiguration {
     /// Reads the environment, then the flags over it (see `ServiceOptions`).
@@ -137,6 +138,16 @@ extension ServiceConfiguration {
             introspectionClients: introspectionClients,
             admin: admin
         )
+        self.events = EventSettings(
+            enabled: options.events == .on, maxStreamLength: options.eventsMaxlen,
+            webhook: options.webhookURL.flatMap { url in
+                options.webhookSecret.flatMap(WebhookSignature.init(secret:)).map { signature in
+                    let types = Set(options.webhookEvents.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+                    return WebhookSettings(
+                        url: url, signature: signature, types: types.isEmpty ? nil : types, maxAttempts: options.webhookMaxAttempts,
+                        claimAfter: .seconds(options.webhookClaimAfter), concurrency: options.webhookConcurrency)
+                }
+            })
         self.warnings = warnings
     }
 }

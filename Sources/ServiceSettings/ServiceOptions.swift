@@ -7,6 +7,7 @@ public import Logging
 import Redis
 import SessionCore
 public import SessionHTTP
+import SessionWebhooks
 
 /// Every setting of the service, declared once: its flag (from the property name, `redisURL` → `--redis-url`), its
 /// default, its validation and its help text. `--help` is generated from these declarations; so is the environment:
@@ -215,6 +216,30 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: "on: serve GET /v1/verify in the channel pipeline; off: through the router (same answers).")
     public var verifyFastPath: Switch = .on
 
+    @Option(help: "on: record lifecycle events (sign-ins, sign-outs, account changes) with each change; off: none.")
+    public var events: Switch = .on
+
+    @Option(help: "The delivery stream's approximate cap (XADD MAXLEN ~), 1000-1000000000.")
+    public var eventsMaxlen = 1_000_000
+
+    @Option(help: ArgumentHelp("Where lifecycle events are POSTed as signed webhooks (http or https); unset: no delivery.", valueName: "url"))
+    public var webhookURL: String?
+
+    @Option(help: ArgumentHelp("The webhooks' signing secret, Standard Webhooks format; needed with --webhook-url.", valueName: "whsec_…"))
+    public var webhookSecret: String?
+
+    @Option(help: "Event types delivered, comma-separated (session.created,…); empty: all.")
+    public var webhookEvents = ""
+
+    @Option(help: "Attempts per event before it is dead-lettered, 1-30.")
+    public var webhookMaxAttempts = 8
+
+    @Option(help: ArgumentHelp("Another instance's unacknowledged delivery is taken over after this long, 1-3600.", valueName: "seconds"))
+    public var webhookClaimAfter = 30
+
+    @Option(help: "Webhook requests in flight per instance at most, 1-256.")
+    public var webhookConcurrency = 8
+
     public init() {}
 
     /// Ranges, checked after parsing (flags and environment alike).
@@ -241,6 +266,23 @@ public struct ServiceOptions: ParsableArguments, Sendable {
         try Self.check(argon2Parallelism, in: 1...16, "argon2-parallelism")
         try Self.check(passwordMinLength, in: 8...256, "password-min-length")
         try Self.check(reauthMaxAge, in: 1...86400, "reauth-max-age")
+        try Self.check(eventsMaxlen, in: 1000...1_000_000_000, "events-maxlen")
+        try Self.check(webhookMaxAttempts, in: 1...30, "webhook-max-attempts")
+        try Self.check(webhookClaimAfter, in: 1...3600, "webhook-claim-after")
+        try Self.check(webhookConcurrency, in: 1...256, "webhook-concurrency")
+        if let webhookURL {
+            guard let url = URL(string: webhookURL), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+                throw ValidationError("--webhook-url must be an http or https URL")
+            }
+            guard let webhookSecret, WebhookSignature(secret: webhookSecret) != nil else {
+                throw ValidationError("--webhook-url needs --webhook-secret: whsec_ and base64 of at least 16 bytes")
+            }
+            guard events == .on else { throw ValidationError("--webhook-url needs --events on") }
+        }
+        let known = Set(LifecycleEventType.allCases.map(\.rawValue))
+        for type in webhookEvents.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !known.contains(type) {
+            throw ValidationError("--webhook-events: '\(type)' is not an event type (\(known.sorted().joined(separator: ", ")))")
+        }
         guard (1...64).contains(totpIssuer.count), !totpIssuer.contains(":") else {
             throw ValidationError("--totp-issuer must be 1 to 64 characters without ':'")
         }
@@ -423,6 +465,7 @@ extension ServiceOptions {
     /// Flags whose values are secrets through and through.
     static let secretFlags = [
         "--jwt-hs256-secret", "--introspection-clients", "--redis-sentinel-password", "--totp-encryption-key", "--admin-clients",
+        "--webhook-secret",
     ]
 
     /// Every value given to a flag, as `--flag value` or `--flag=value`.

@@ -23,13 +23,13 @@ extension AccountService {
 
     /// Turns the pending factor on with a code from it; returns ten recovery codes (shown once; stored as hashes).
     /// - Throws: `invalidCode` for a wrong code or when nothing is pending.
-    public func confirmTOTP(for user: UserID, code: String, now: Date = Date()) async throws(SessionError) -> [String] {
+    public func confirmTOTP(for user: UserID, code: String, origin: EventOrigin = .none, now: Date = Date()) async throws(SessionError) -> [String] {
         let store = try secondFactorStore()
         guard let (sealed, secret) = try await store.pendingSecret(of: user),
             let step = TOTP.matchingStep(secret: secret, code: code, around: TOTP.step(at: Int64(now.timeIntervalSince1970)))
         else { throw .invalidCode }
         let codes = (0..<10).map { _ in Self.newRecoveryCode() }
-        guard try await store.confirm(user, sealed: sealed, step: step, recoveryHashes: codes.map(Self.recoveryHash)) else {
+        guard try await store.confirm(user, sealed: sealed, step: step, recoveryHashes: codes.map(Self.recoveryHash), origin: origin) else {
             throw .invalidCode
         }
         return codes
@@ -37,12 +37,14 @@ extension AccountService {
 
     /// Turns the factor off with a current code or an unused recovery code.
     /// - Throws: `invalidCode`.
-    public func disableTOTP(for user: UserID, code: String?, recoveryCode: String?, now: Date = Date()) async throws(SessionError) {
+    public func disableTOTP(for user: UserID, code: String?, recoveryCode: String?, origin: EventOrigin = .none, now: Date = Date())
+        async throws(SessionError)
+    {
         let store = try secondFactorStore()
         guard let secret = try await store.enabledSecret(of: user),
             try await store.use(Self.proof(secret, code: code, recoveryCode: recoveryCode, now: now), of: user, challenge: nil) == .accepted
         else { throw .invalidCode }
-        try await store.remove(user)
+        try await store.remove(user, origin: origin)
     }
 
     /// Whether the user's factor is on.
@@ -68,6 +70,8 @@ extension AccountService {
         case .accepted: break
         case .refused:
             try await throttle.recordFailure(username: record.user.username, clientAddress: clientAddress)
+            await sessions.events.recordLoginFailure(
+                user: challenge.user, reason: .invalidCode, origin: EventOrigin(ip: clientAddress, userAgent: challenge.metadata?.userAgent))
             throw .invalidCode
         case .noChallenge: throw .invalidChallenge
         }
@@ -89,8 +93,10 @@ extension AccountService {
         let username = record.user.username
         try await throttle.check(username: username, clientAddress: clientAddress)
         let stamp = try await sessions.accountStamp(of: current.userID)
+        let origin = EventOrigin(ip: clientAddress, userAgent: userAgent)
         guard Credentials.isPlausiblePassword(password), try await hasher.verify(password, against: record.passwordHash, for: clientAddress) else {
             try await throttle.recordFailure(username: username, clientAddress: clientAddress)
+            await sessions.events.recordLoginFailure(user: current.userID, reason: .invalidCredentials, origin: origin)
             throw .invalidCredentials
         }
         var level = AuthenticationLevel.password
@@ -98,6 +104,7 @@ extension AccountService {
             let proof = try Self.proof(secret, code: code, recoveryCode: recoveryCode, now: now)
             guard try await store.use(proof, of: current.userID, challenge: nil) == .accepted else {
                 try await throttle.recordFailure(username: username, clientAddress: clientAddress)
+                await sessions.events.recordLoginFailure(user: current.userID, reason: .invalidCode, origin: origin)
                 throw .invalidCode
             }
             level = .secondFactor
@@ -106,7 +113,7 @@ extension AccountService {
         guard !stamp.refusesSessions else { throw .accountDisabled }
         let metadata = SessionMetadata(ip: clientAddress, userAgent: userAgent)
         let (token, session) = try await startSession(record, stamp: stamp, metadata: metadata, level: level)
-        _ = try await sessions.revoke(current.id, of: current.userID)
+        _ = try await sessions.revoke(current.id, of: current.userID, ending: SessionEnd(.reauthenticated, origin: EventOrigin(metadata)))
         return (token, session, record.user)
     }
 

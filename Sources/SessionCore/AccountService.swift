@@ -57,18 +57,33 @@ public struct AccountService: Sendable {
     public func login(username: String, password: String, clientAddress: String, userAgent: String? = nil) async throws(SessionError)
         -> LoginResult
     {
-        try await throttle.check(username: username, clientAddress: clientAddress)
-        let wellFormed = (try? Credentials.validateUsername(username)) != nil && Credentials.isPlausiblePassword(password)
+        let origin = EventOrigin(ip: clientAddress, userAgent: userAgent)
+        let wellFormedName = (try? Credentials.validateUsername(username)) != nil
+        do {
+            try await throttle.check(username: username, clientAddress: clientAddress)
+        } catch {
+            if error.code == .tooManyAttempts {
+                let id = wellFormedName ? try? await users.userID(username: username) : nil
+                await sessions.events.recordLoginFailure(user: id ?? nil, reason: .throttled, origin: origin)
+            }
+            throw error
+        }
+        let wellFormed = wellFormedName && Credentials.isPlausiblePassword(password)
         let id = wellFormed ? try await users.userID(username: username) : nil
         let stamp = id != nil ? try await sessions.accountStamp(of: id!) : nil
         let found = id != nil ? try await users.record(id!) : nil
         let matches = try await hasher.verify(password, against: found?.passwordHash, for: clientAddress)
         guard matches, let found, let stamp else {
             try await throttle.recordFailure(username: username, clientAddress: clientAddress)
+            // The same one write whether the name is known or not (no `user_id` then).
+            await sessions.events.recordLoginFailure(user: found?.user.id, reason: .invalidCredentials, origin: origin)
             throw .invalidCredentials
         }
         try await throttle.reset(username: username, clientAddress: clientAddress)
-        guard !stamp.refusesSessions else { throw .accountDisabled }
+        guard !stamp.refusesSessions else {
+            await sessions.events.recordLoginFailure(user: found.user.id, reason: .accountDisabled, origin: origin)
+            throw .accountDisabled
+        }
         await rehashIfNeeded(found, password: password, clientAddress: clientAddress)
         let metadata = SessionMetadata(ip: clientAddress, userAgent: userAgent)
         if let secondFactors, try await secondFactors.enabledSecret(of: found.user.id) != nil {
@@ -90,7 +105,7 @@ public struct AccountService: Sendable {
         // The hash itself may differ here: a concurrent login of the same user rehashed it.)
         let after = try await users.record(found.user.id)
         guard let after, !after.disabled else {
-            _ = try? await sessions.revoke(session.id, of: found.user.id)
+            _ = try? await sessions.revoke(session.id, of: found.user.id, ending: SessionEnd(.accountDisabled, origin: EventOrigin(metadata)))
             throw after?.disabled == true ? .accountDisabled : .invalidCredentials
         }
         return (token, session)
@@ -110,7 +125,7 @@ public struct AccountService: Sendable {
     ///   `storeUnavailable`, `overloaded`.
     public func changePassword(
         of user: UserID, keeping current: SessionID, currentPassword: String, newPassword: String, endOtherSessions: Bool,
-        clientAddress: String
+        clientAddress: String, userAgent: String? = nil
     ) async throws(SessionError) {
         guard let record = try await users.record(user) else { throw .invalidCredentials }
         let username = record.user.username
@@ -122,40 +137,42 @@ public struct AccountService: Sendable {
         }
         try await throttle.reset(username: username, clientAddress: clientAddress)
         try await setPassword(
-            user, to: newPassword, keeping: endOtherSessions ? current : nil, endSessions: endOtherSessions, clientAddress: clientAddress)
+            user, to: newPassword, keeping: endOtherSessions ? current : nil, endSessions: endOtherSessions, clientAddress: clientAddress,
+            origin: EventOrigin(ip: clientAddress, userAgent: userAgent))
     }
 
     /// An operator's password reset: the rules apply, and every session ends.
     /// - Throws: `invalidRequest`, `notFound`, `storeUnavailable`, `overloaded`.
-    public func resetPassword(of user: UserID, to newPassword: String, clientAddress: String) async throws(SessionError) {
+    public func resetPassword(of user: UserID, to newPassword: String, clientAddress: String, origin: EventOrigin = .none) async throws(SessionError)
+    {
         guard let record = try await users.record(user) else { throw .userNotFound }
         try policy.check(newPassword, username: record.user.username)
-        try await setPassword(user, to: newPassword, keeping: nil, endSessions: true, clientAddress: clientAddress)
+        try await setPassword(user, to: newPassword, keeping: nil, endSessions: true, clientAddress: clientAddress, origin: origin)
     }
 
     /// The record first, then the state and the sessions in one step (the order logins rely on).
-    private func setPassword(_ user: UserID, to password: String, keeping: SessionID?, endSessions: Bool, clientAddress: String)
-        async throws(SessionError)
-    {
+    private func setPassword(
+        _ user: UserID, to password: String, keeping: SessionID?, endSessions: Bool, clientAddress: String, origin: EventOrigin
+    ) async throws(SessionError) {
         let hash = try await hasher.hash(password, for: clientAddress)
         guard try await users.setPassword(user, hash: hash) else { throw .userNotFound }
-        try await sessions.changeAccount(of: user, endSessions ? .credentials : .credentialsKeepingSessions, keeping: keeping)
+        try await sessions.changeAccount(of: user, endSessions ? .credentials : .credentialsKeepingSessions, keeping: keeping, origin: origin)
     }
 
     /// Disables or enables an account: disabling ends every session and refuses new ones; enabling ends nothing.
     /// - Throws: `notFound`, `storeUnavailable`.
-    public func setDisabled(_ user: UserID, _ disabled: Bool) async throws(SessionError) {
+    public func setDisabled(_ user: UserID, _ disabled: Bool, origin: EventOrigin = .none) async throws(SessionError) {
         guard try await users.setDisabled(user, disabled) else { throw .userNotFound }
-        try await sessions.changeAccount(of: user, disabled ? .disable : .enable, keeping: nil)
+        try await sessions.changeAccount(of: user, disabled ? .disable : .enable, keeping: nil, origin: origin)
     }
 
     /// Deletes an account: no new session from the first step, every session ended, then the record, the username
     /// and the state go — nothing of the user is left.
     /// - Throws: `notFound`, `storeUnavailable`.
-    public func delete(_ user: UserID) async throws(SessionError) {
+    public func delete(_ user: UserID, origin: EventOrigin = .none) async throws(SessionError) {
         guard let record = try await users.record(user) else { throw .userNotFound }
-        try await sessions.changeAccount(of: user, .delete, keeping: nil)
+        try await sessions.changeAccount(of: user, .delete, keeping: nil, origin: origin)
         try await users.delete(record)
-        try await sessions.changeAccount(of: user, .purge, keeping: nil)
+        try await sessions.changeAccount(of: user, .purge, keeping: nil, origin: origin)
     }
 }

@@ -10,6 +10,12 @@ import Redis
 /// | `P{t}a:<user-id>` | string | the user's account state, beside the sessions: `<n>` (credentials changed n times), `d<n>` (disabled), `x` (being deleted); absent = `0` | never (removed when back to `0` and on deletion) |
 /// | `P{t}o:<user-id>` | hash | the user's TOTP factor: `secret`, `pending` (sealed, see `TOTPSecretBox`), `last` (latest accepted time step), `r:<sha-256>` per recovery code (`1` unused, `0` used) | never (removed when the factor is turned off and on deletion) |
 /// | `P{t}c<16 bytes>` | hash | a login waiting for its second factor: `user`, `stamp`, `fails`, `meta` | 300 s |
+/// | `P{t}e:<user-id>` | list | the user's last 50 lifecycle events (JSON), newest first (`LifecycleEvents`) | never (removed on deletion) |
+/// | `P{t}q` | stream | Cluster only: the tag's outbox of lifecycle events, moved to `P{events}d` right after each change | emptied by the move |
+/// | `P{events}d` | stream | every lifecycle event for delivery (field `e`), consumer group `webhooks` | trimmed at `EVENTS_MAXLEN` |
+/// | `P{events}f` | stream | events whose webhook delivery gave up: `e`, `attempts`, `error`, `at` | trimmed at 100,000 |
+/// | `P{events}m:<event-id>` | string | an event already moved from an outbox (Cluster) | a day |
+/// | `P{events}l` | string | the outbox sweep's lock (Cluster) | 10 s |
 /// | `Pu:<user-id>` | hash | a user: `name` (as registered), `pw` (password hash), `created` (ms), `disabled` (`1`, when disabled) | never |
 /// | `Pn:<lowercased username>` | string | the user ID of a username (uniqueness, case-insensitive) | never |
 /// | `Pf:<hex>` | string (counter) | failed logins for one username from one client address; hex = SHA-256 of both, truncated | the failure window |

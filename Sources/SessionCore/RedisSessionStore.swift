@@ -25,6 +25,8 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     let keys: KeySchema
     /// Sessions answered from memory; nil: every authentication asks Redis.
     let nearCache: NearCache?
+    /// Where the scripts record lifecycle events (off: they record none).
+    public let events: LifecycleEvents
     /// The configuration's times in the units the hot path uses, converted once (`Duration` arithmetic showed in the
     /// cached verification's profile).
     private let idle: TimeAmount
@@ -33,9 +35,12 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
     private let renewalMilliseconds: Int64
 
     /// A store over a running client.
-    /// - Parameter nearCache: a cache fed by `redis`'s invalidations (the same client's `onInvalidation`).
-    public init(redis: RedisClient, configuration: SessionConfiguration, nearCache: NearCache? = nil) {
+    /// - Parameters:
+    ///   - nearCache: a cache fed by `redis`'s invalidations (the same client's `onInvalidation`).
+    ///   - events: where lifecycle events go; nil: none are recorded.
+    public init(redis: RedisClient, configuration: SessionConfiguration, nearCache: NearCache? = nil, events: LifecycleEvents? = nil) {
         self.redis = redis
+        self.events = events ?? LifecycleEvents(redis: redis, keyPrefix: configuration.keyPrefix, maxStreamLength: 0, enabled: false)
         self.configuration = configuration
         self.keys = KeySchema(prefix: configuration.keyPrefix)
         self.nearCache = nearCache
@@ -59,12 +64,13 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         let id = token.sessionID
         let reply = try await run(
             Self.createScript,
-            keys: [keys.session(id, tag: user.tag), keys.sessionIndex(user), keys.accountState(user)],
+            keys: [keys.session(id, tag: user.tag), keys.sessionIndex(user), keys.accountState(user)] + events.scriptKeys(for: user),
             arguments: [
                 user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix(user.tag),
                 configuration.maxSessionsPerUser, stamp?.text ?? "*", metadata?.encoded ?? [], level == .secondFactor ? 1 : 0,
-            ]
+            ] + events.scriptArguments(LifecycleEvent(.sessionCreated, user: user, session: id, origin: EventOrigin(metadata)))
         )
+        await events.moveOutbox(user.tag)
         switch reply.int {
         case -1: throw .accountDisabled
         case -2: throw .invalidCredentials  // the credentials the login proved were changed meanwhile
@@ -195,17 +201,25 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         return decode(id: id, value: value, expiresAt: deadline, now: now)
     }
 
-    public func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool {
+    public func revoke(_ session: SessionID, of user: UserID, ending: SessionEnd) async throws(SessionError) -> Bool {
         let key = keys.session(session, tag: user.tag)
-        let reply = try await run(Self.revokeScript, keys: [keys.sessionIndex(user), key], arguments: [session.bytes], durable: true)
+        let event = LifecycleEvent(.sessionEnded, user: user, session: session, reason: ending.reason.rawValue, origin: ending.origin)
+        let reply = try await run(
+            Self.revokeScript, keys: [keys.sessionIndex(user), key] + events.scriptKeys(for: user),
+            arguments: [session.bytes] + events.scriptArguments(event), durable: true)
+        await events.moveOutbox(user.tag)
         // Redis tells every instance's cache, this one's too; this one is told now, before the caller hears "done".
         nearCache?.invalidate(.keys([key]))
         return reply.int == 1
     }
 
-    public func revokeAll(for user: UserID) async throws(SessionError) {
+    public func revokeAll(for user: UserID, ending: SessionEnd) async throws(SessionError) {
         let prefix = keys.sessionKeyPrefix(user.tag)
-        let reply = try await run(Self.revokeAllScript, keys: [keys.sessionIndex(user)], arguments: [prefix], durable: true)
+        let event = LifecycleEvent(.sessionEnded, user: user, reason: ending.reason.rawValue, origin: ending.origin)
+        let reply = try await run(
+            Self.revokeAllScript, keys: [keys.sessionIndex(user)] + events.scriptKeys(for: user), arguments: [prefix] + events.scriptArguments(event),
+            durable: true)
+        await events.moveOutbox(user.tag)
         nearCache?.invalidate(.keys((reply.array ?? []).compactMap { $0.bytes.map { prefix + $0 } }))
     }
 
@@ -280,12 +294,13 @@ extension RedisSessionStore {
     /// KEYS: session, index, account state. ARGV: user ID (16 bytes), idle ms, absolute ms, session ID (16 bytes),
     /// session key prefix, max sessions per user, the account state the login read before checking the password (`*`:
     /// any), the session's metadata (`SessionMetadata`, stored after its 28 bytes; may be empty), 1 when a second factor
-    /// proved the login (the creation time's top bit: `secondFactorBit`). Returns {created, idle deadline}; nil when the
+    /// proved the login (the creation time's top bit: `secondFactorBit`); then the events' keys and arguments
+    /// (`Lua.events`: `session.created`, and `session.ended` `evicted` per session the cap ends). Returns {created, idle deadline}; nil when the
     /// session key already exists; -1 when the account is disabled or being deleted; -2 when its credentials changed
     /// since the login read the state.
     static let createScript = RedisScript(
         name: "create",
-        Lua.redisTime + """
+        Lua.redisTime + Lua.events + """
             local state = redis.call('GET', KEYS[3]) or '0'
             local mark = string.sub(state, 1, 1)
             if mark == 'd' or mark == 'x' then return -1 end
@@ -311,6 +326,10 @@ extension RedisSessionStore {
             if ARGV[9] == '1' then stamped = now + 140737488355328 end
             local value = struct.pack('>I6I6', absolute, stamped) .. ARGV[1] .. ARGV[8]
             if not redis.call('SET', KEYS[1], value, 'PX', ttl, 'NX') then return nil end
+            if eventTemplate ~= '' then
+                local origin = cjson.decode(eventTemplate)
+                emit({new_device = isNewDevice(origin.ip, origin.device)})
+            end
             redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. math.floor(now / 1000))
             redis.call('ZADD', KEYS[2], math.ceil(absolute / 1000), ARGV[4])
             local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
@@ -328,7 +347,9 @@ extension RedisSessionStore {
                 table.sort(aged, function(a, b) return a[2] < b[2] or (a[2] == b[2] and a[1] < b[1]) end)
                 for i = 1, math.min(extra, #aged) do
                     redis.call('ZREM', KEYS[2], aged[i][1])
-                    redis.call('DEL', ARGV[5] .. aged[i][1])
+                    if redis.call('DEL', ARGV[5] .. aged[i][1]) == 1 then
+                        emit({type = 'session.ended', reason = 'evicted', session_id = hexID(aged[i][1])})
+                    end
                 end
             end
             local indexDeadline = redis.call('PEXPIRETIME', KEYS[2])
@@ -374,25 +395,31 @@ extension RedisSessionStore {
             """
     )
 
-    /// KEYS: index, session. ARGV: session ID. Returns 1 when a live session of that user was ended.
+    /// KEYS: index, session, then the events' (`Lua.events`). ARGV: session ID, then the events' (its `session.ended`).
+    /// Returns 1 when a live session of that user was ended.
     static let revokeScript = RedisScript(
         name: "revoke",
-        """
-        if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-        redis.call('ZREM', KEYS[1], ARGV[1])
-        return redis.call('DEL', KEYS[2])
-        """
+        Lua.events + """
+            if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+            redis.call('ZREM', KEYS[1], ARGV[1])
+            local ended = redis.call('DEL', KEYS[2])
+            if ended == 1 then emit({}) end
+            return ended
+            """
     )
 
-    /// KEYS: index. ARGV: session key prefix. Ends every session in the index, and the index; returns the session IDs.
+    /// KEYS: index, then the events'. ARGV: session key prefix, then the events' (`session.ended` without its
+    /// `session_id`, added per session). Ends every session in the index, and the index; returns the session IDs.
     static let revokeAllScript = RedisScript(
         name: "revoke_all",
-        """
-        local members = redis.call('ZRANGE', KEYS[1], 0, -1)
-        for _, id in ipairs(members) do redis.call('DEL', ARGV[1] .. id) end
-        redis.call('DEL', KEYS[1])
-        return members
-        """
+        Lua.events + """
+            local members = redis.call('ZRANGE', KEYS[1], 0, -1)
+            for _, id in ipairs(members) do
+                if redis.call('DEL', ARGV[1] .. id) == 1 then emit({session_id = hexID(id)}) end
+            end
+            redis.call('DEL', KEYS[1])
+            return members
+            """
     )
 
     /// KEYS: index. ARGV: session key prefix, limit, cursor score ('' from the start), cursor ID, max sessions per

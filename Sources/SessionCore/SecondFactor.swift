@@ -15,15 +15,18 @@ public struct SecondFactorStore: Sendable {
     let redis: RedisClient
     let keys: KeySchema
     let box: TOTPSecretBox
+    /// Where `totp.enabled` and `totp.disabled` are recorded (in the same scripts as the changes).
+    let events: LifecycleEvents
     /// How long a password-proved login waits for its code.
     public static let challengeLifetime: Int64 = 300
     /// Wrong codes a challenge takes; the last of them voids it.
     public static let challengeAttempts = 5
 
-    public init(redis: RedisClient, keyPrefix: String, box: TOTPSecretBox) {
+    public init(redis: RedisClient, keyPrefix: String, box: TOTPSecretBox, events: LifecycleEvents? = nil) {
         self.redis = redis
         self.keys = KeySchema(prefix: keyPrefix)
         self.box = box
+        self.events = events ?? LifecycleEvents(redis: redis, keyPrefix: keyPrefix, maxStreamLength: 0, enabled: false)
     }
 
     /// The user's factor as the login needs it: the enabled secret, or nil when the factor is off.
@@ -51,17 +54,26 @@ public struct SecondFactorStore: Sendable {
 
     /// Turns the pending secret on, if it is still `sealed`, with the step its confirming code was for and new recovery
     /// codes (their hashes; earlier ones are dropped). False when the pending secret changed meanwhile.
-    func confirm(_ user: UserID, sealed: String, step: Int64, recoveryHashes: [String]) async throws(SessionError) -> Bool {
+    func confirm(_ user: UserID, sealed: String, step: Int64, recoveryHashes: [String], origin: EventOrigin) async throws(SessionError) -> Bool {
+        let event = LifecycleEvent(.totpEnabled, user: user, origin: origin)
         let reply = try await withStore {
             try await redis.evaluate(
-                Self.confirmScript, keys: [keys.secondFactor(user)], arguments: [sealed, String(step)] + recoveryHashes, durable: true)
+                Self.confirmScript, keys: [keys.secondFactor(user)] + events.scriptKeys(for: user),
+                arguments: [sealed, String(step)] + recoveryHashes + events.scriptArguments(event), durable: true)
         }
+        await events.moveOutbox(user.tag)
         return reply.int == 1
     }
 
     /// Turns the factor off (the whole hash goes).
-    func remove(_ user: UserID) async throws(SessionError) {
-        _ = try await withStore { try await redis.evaluate(Self.removeScript, keys: [keys.secondFactor(user)], arguments: [], durable: true) }
+    func remove(_ user: UserID, origin: EventOrigin) async throws(SessionError) {
+        let event = LifecycleEvent(.totpDisabled, user: user, origin: origin)
+        _ = try await withStore {
+            try await redis.evaluate(
+                Self.removeScript, keys: [keys.secondFactor(user)] + events.scriptKeys(for: user), arguments: events.scriptArguments(event),
+                durable: true)
+        }
+        await events.moveOutbox(user.tag)
     }
 
     /// A proof offered for the factor: the step a code matched (nil: it matched none), or a recovery code's hash.
@@ -177,25 +189,27 @@ public struct SecondFactorStore: Sendable {
         """
     )
 
-    /// KEYS: factor. ARGV: the pending secret as read, the confirming code's step, recovery code hashes…
+    /// KEYS: factor, then the events' (`Lua.events`). ARGV: the pending secret as read, the confirming code's step,
+    /// recovery code hashes…, then the events' three (`totp.enabled`).
     static let confirmScript = RedisScript(
         name: "confirm_second_factor",
-        """
-        if redis.call('HGET', KEYS[1], 'pending') ~= ARGV[1] then return 0 end
-        redis.call('DEL', KEYS[1])
-        redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'last', ARGV[2])
-        for i = 3, #ARGV do redis.call('HSET', KEYS[1], 'r:' .. ARGV[i], '1') end
-        return 1
-        """
+        Lua.events + """
+            if redis.call('HGET', KEYS[1], 'pending') ~= ARGV[1] then return 0 end
+            redis.call('DEL', KEYS[1])
+            redis.call('HSET', KEYS[1], 'secret', ARGV[1], 'last', ARGV[2])
+            for i = 3, #ARGV - 3 do redis.call('HSET', KEYS[1], 'r:' .. ARGV[i], '1') end
+            emit({})
+            return 1
+            """
     )
 
-    /// KEYS: factor.
+    /// KEYS: factor, then the events'. ARGV: the events' (`totp.disabled`).
     static let removeScript = RedisScript(
         name: "remove_second_factor",
-        """
-        redis.call('DEL', KEYS[1])
-        return 1
-        """
+        Lua.events + """
+            if redis.call('DEL', KEYS[1]) == 1 then emit({}) end
+            return 1
+            """
     )
 }
 

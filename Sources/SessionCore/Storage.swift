@@ -19,8 +19,10 @@ public protocol SessionStore: Sendable {
     /// The account's state as session creation sees it; read before the password is checked.
     func accountStamp(of user: UserID) async throws(SessionError) -> AccountStamp
     /// Changes the account's state and ends its sessions (but `keeping`) in one atomic step; returns the ended IDs.
+    /// Records the change's events (and a `session.ended` per ended session) in the same step, with `origin`.
     @discardableResult
-    func changeAccount(of user: UserID, _ change: AccountChange, keeping: SessionID?) async throws(SessionError) -> [SessionID]
+    func changeAccount(of user: UserID, _ change: AccountChange, keeping: SessionID?, origin: EventOrigin) async throws(SessionError)
+        -> [SessionID]
     /// How many sessions of the user are live.
     func liveSessionCount(for user: UserID) async throws(SessionError) -> Int
     /// The live session of a token, renewing its idle deadline; nil when unknown, expired or revoked.
@@ -32,10 +34,13 @@ public protocol SessionStore: Sendable {
     func session(_ id: SessionID, of user: UserID) async throws(SessionError) -> Session?
     /// Whether a session of a user is live: one `EXISTS`, the revocation check of a signed access token.
     func isLive(_ id: SessionID, of user: UserID) async throws(SessionError) -> Bool
-    /// Ends one session of a user; false when it is not a live session of that user.
-    func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool
-    /// Ends every session of a user.
-    func revokeAll(for user: UserID) async throws(SessionError)
+    /// Ends one session of a user, recording its `session.ended` in the same step; false when it is not a live session
+    /// of that user.
+    func revoke(_ session: SessionID, of user: UserID, ending: SessionEnd) async throws(SessionError) -> Bool
+    /// Ends every session of a user, each with its `session.ended`.
+    func revokeAll(for user: UserID, ending: SessionEnd) async throws(SessionError)
+    /// Where the store records lifecycle events (its scripts write them; this reads them and records the rest).
+    var events: LifecycleEvents { get }
     /// A page of the user's live sessions, oldest first: at most `limit`, after `cursor` (nil: from the start).
     func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage
 }
@@ -45,6 +50,17 @@ public protocol SessionStore: Sendable {
 package protocol EventLoopSessionAuthenticating: SessionStore {
     /// The same as `authenticate(_:)`; `completion` runs on `eventLoop`.
     func authenticate(_ token: SessionToken, on eventLoop: any EventLoop, completion: @escaping @Sendable (Result<Session?, SessionError>) -> Void)
+}
+
+/// Why and by whom sessions end: what their `session.ended` events say.
+public struct SessionEnd: Sendable {
+    public var reason: SessionEndReason
+    public var origin: EventOrigin
+
+    public init(_ reason: SessionEndReason, origin: EventOrigin = .none) {
+        self.reason = reason
+        self.origin = origin
+    }
 }
 
 /// Where user accounts live: the username index and the password hash.
@@ -136,4 +152,14 @@ public enum AccountChange: String, Sendable {
     case delete
     /// The last step of a deletion: the state itself goes.
     case purge
+
+    /// The event the change records (`purge` records none: the deletion's was recorded by `delete`).
+    var eventType: LifecycleEventType {
+        switch self {
+        case .credentials, .credentialsKeepingSessions: .passwordChanged
+        case .disable: .accountDisabled
+        case .enable: .accountEnabled
+        case .delete, .purge: .accountDeleted
+        }
+    }
 }

@@ -1,6 +1,7 @@
 public import AccessTokens
 public import Redis
 public import SessionCore
+public import SessionWebhooks
 
 /// The service's settings as the layers take them: plain values, no defaults. The executable resolves them from
 /// `ServiceOptions` (module `ServiceSettings`), where each setting is declared once with its flag, environment
@@ -46,6 +47,8 @@ public struct ServiceConfiguration: Sendable {
     public var introspectionClients: IntrospectionClients
     /// The operator API's listener and clients (`ADMIN_PORT`, `ADMIN_HOST`, `ADMIN_CLIENTS`); nil: none.
     public var admin: AdminSettings?
+    /// Lifecycle events and their webhooks (`EVENTS`, `EVENTS_MAXLEN`, `WEBHOOK_*`).
+    public var events = EventSettings(enabled: true, maxStreamLength: 1_000_000, webhook: nil)
     /// What the executable should log at start about settings it adjusted (never a secret).
     public var warnings: [String] = []
     /// Which requests get a span while tracing (the executable sets it from `OTEL_TRACES_SAMPLER`; see `TraceSampling`).
@@ -152,5 +155,18 @@ public struct AuthenticationSettings: Sendable {
         self.reauthMaxAge = reauthMaxAge
         self.totpIssuer = totpIssuer
         self.totpEncryptionKey = totpEncryptionKey
+    }
+}
+
+/// Lifecycle events (`EVENTS`, `EVENTS_MAXLEN`) and where they are delivered (`WEBHOOK_*`; nil: nowhere).
+public struct EventSettings: Sendable {
+    public var enabled: Bool
+    public var maxStreamLength: Int
+    public var webhook: WebhookSettings?
+
+    public init(enabled: Bool, maxStreamLength: Int, webhook: WebhookSettings?) {
+        self.enabled = enabled
+        self.maxStreamLength = maxStreamLength
+        self.webhook = webhook
     }
 }

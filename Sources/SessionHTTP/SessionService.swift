@@ -5,6 +5,7 @@ import NIOCore
 import Redis
 public import ServiceLifecycle
 import SessionCore
+import SessionWebhooks
 
 /// Builds the whole service from a configuration: Redis client, stores, hasher, routes, application.
 public enum SessionService {
@@ -26,7 +27,10 @@ public enum SessionService {
             configuration: configuration.redis, logger: logger, onEvent: { events.record($0) },
             onInvalidation: nearCache.map { cache -> @Sendable (RedisInvalidation) -> Void in { cache.invalidate($0) } }
         )
-        let sessions = RedisSessionStore(redis: redis, configuration: configuration.sessions, nearCache: nearCache)
+        let lifecycle = LifecycleEvents(
+            redis: redis, keyPrefix: configuration.sessions.keyPrefix, maxStreamLength: configuration.events.maxStreamLength,
+            enabled: configuration.events.enabled)
+        let sessions = RedisSessionStore(redis: redis, configuration: configuration.sessions, nearCache: nearCache, events: lifecycle)
         let accounts = AccountService(
             users: RedisUserStore(redis: redis, keyPrefix: configuration.sessions.keyPrefix),
             sessions: sessions,
@@ -40,7 +44,7 @@ public enum SessionService {
             policy: configuration.passwordPolicy,
             secondFactors: SecondFactorStore(
                 redis: redis, keyPrefix: configuration.sessions.keyPrefix,
-                box: TOTPSecretBox(key: configuration.authentication.totpEncryptionKey))
+                box: TOTPSecretBox(key: configuration.authentication.totpEncryptionKey), events: lifecycle)
         )
         let router = Router(context: SessionRequestContext.self)
         let routes = Routes(
@@ -52,6 +56,12 @@ public enum SessionService {
         )
         routes.add(to: router)
         var services = services
+        if let webhook = configuration.events.webhook {
+            services.append(WebhookDispatcher(events: lifecycle, redis: redis, settings: webhook, logger: logger))
+        } else if lifecycle.usesOutboxes {
+            // No delivery, but a Cluster's outboxes still feed the stream for whoever reads it.
+            services.append(OutboxSweeper(events: lifecycle))
+        }
         if let admin = configuration.admin {
             // Its own listener: the public port never routes /v1/admin/* (404 there).
             let adminRouter = Router(context: SessionRequestContext.self)

@@ -211,12 +211,12 @@ import Testing
             let other = try await a.store.create(for: UserID.random()).token
             for token in tokens + [other] { try await Self.warm(b, token) }
             // Logout (one session): refused by B as soon as A's call returned, and by A at once.
-            #expect(try await a.store.revoke(tokens[0].sessionID, of: user))
+            #expect(try await a.store.revoke(tokens[0].sessionID, of: user, ending: SessionEnd(.logout)))
             #expect(!b.store.isCached(tokens[0]))
             #expect(try await b.store.authenticate(tokens[0]) == nil)
             #expect(try await a.store.authenticate(tokens[0]) == nil)
             // Logout everywhere: every session of the user, on both; another user's stays cached.
-            try await a.store.revokeAll(for: user)
+            try await a.store.revokeAll(for: user, ending: SessionEnd(.revokedAll))
             #expect(!b.store.isCached(tokens[1]) && !b.store.isCached(tokens[2]))
             for token in tokens { #expect(try await b.store.authenticate(token) == nil) }
             #expect(b.store.isCached(other))
@@ -239,7 +239,7 @@ import Testing
             }
             for (token, _) in sessions { try await Self.warm(b, token) }
             for (token, user) in sessions {
-                #expect(try await a.store.revoke(token.sessionID, of: user))
+                #expect(try await a.store.revoke(token.sessionID, of: user, ending: SessionEnd(.logout)))
                 #expect(!b.store.isCached(token))
                 #expect(try await b.store.authenticate(token) == nil)
             }
@@ -271,7 +271,7 @@ import Testing
                     release.wait()
                 }
                 while !holding.load(ordering: .sequentiallyConsistent) { try await Task.sleep(for: .milliseconds(1)) }
-                #expect(try await a.store.revoke(token.sessionID, of: user))
+                #expect(try await a.store.revoke(token.sessionID, of: user, ending: SessionEnd(.logout)))
                 // The entry is still there (nothing has read the invalidation)…
                 #expect(cache.count == 1)
                 // …and is not served: the listener's socket holds bytes its pipeline has not handled.
@@ -316,7 +316,7 @@ import Testing
             // How soon is the machine's business (0.7 s once beside a release build); that it empties before the
             // revocation below, and that the revocation is then refused, is the cache's.
             #expect(try await Self.eventually { !b.store.isCached(token) })
-            #expect(try await a.store.revoke(token.sessionID, of: user))
+            #expect(try await a.store.revoke(token.sessionID, of: user, ending: SessionEnd(.logout)))
             #expect(try await b.store.authenticate(token) == nil)
             // Tracking comes back by itself, and caching with it.
             let fresh = try await a.store.create(for: user).token
@@ -342,7 +342,7 @@ import Testing
             #expect(!readers.isEmpty, "\(clients)")
             for id in readers { _ = try await admin.send("CLIENT", "KILL", "ID", id) }
             #expect(try await Self.eventually { !b.store.isCached(token) })
-            #expect(try await a.store.revoke(token.sessionID, of: user))
+            #expect(try await a.store.revoke(token.sessionID, of: user, ending: SessionEnd(.logout)))
             #expect(try await b.store.authenticate(token) == nil)
         }
         await server.stop()
@@ -440,7 +440,7 @@ import Testing
             for token in tokens { _ = try await b.store.authenticate(token) }
             // Redis tracks at most 5 keys; evicting one from the table tells its clients to drop it.
             #expect(try await Self.eventually { b.cache.count <= 6 }, "\(b.cache.count) cached")
-            try await a.store.revokeAll(for: user)
+            try await a.store.revokeAll(for: user, ending: SessionEnd(.revokedAll))
             for token in tokens { #expect(try await b.store.authenticate(token) == nil) }
         }
         await server.stop()

@@ -197,11 +197,12 @@ import Testing
             #expect(authenticated.userID == user)
             #expect(abs(authenticated.createdAt.timeIntervalSince(created.createdAt)) < 0.002)
             #expect(Set(try await store.sessions(for: user, after: nil, limit: 100).sessions.map(\.id)) == [created.id, other.sessionID])
-            #expect(try await store.revoke(created.id, of: UserID.random()) == false, "another user's revoke must not work")
-            #expect(try await store.revoke(created.id, of: user))
+            #expect(
+                try await store.revoke(created.id, of: UserID.random(), ending: SessionEnd(.logout)) == false, "another user's revoke must not work")
+            #expect(try await store.revoke(created.id, of: user, ending: SessionEnd(.logout)))
             #expect(try await store.authenticate(token) == nil)
-            #expect(try await store.revoke(created.id, of: user) == false)
-            try await store.revokeAll(for: user)
+            #expect(try await store.revoke(created.id, of: user, ending: SessionEnd(.logout)) == false)
+            try await store.revokeAll(for: user, ending: SessionEnd(.revokedAll))
             #expect(try await store.authenticate(other) == nil)
             #expect(try await store.sessions(for: user, after: nil, limit: 100).sessions.isEmpty)
             #expect(try await redis.scan(match: "\(prefix)*", count: 1000).keys.isEmpty)
@@ -246,7 +247,7 @@ import Testing
                 seen += page.sessions.map(\.id)
                 cursor = page.next
                 pages += 1
-                if pages == 1 { _ = try await store.revoke(created[9].session.id, of: user) }  // ends between pages
+                if pages == 1 { _ = try await store.revoke(created[9].session.id, of: user, ending: SessionEnd(.logout)) }  // ends between pages
             } while cursor != nil && pages < 10
             // 7 sessions, one of them ended after the first page: 2 or 3 pages, depending on whether it was on it.
             #expect((2...3).contains(pages))
@@ -254,7 +255,7 @@ import Testing
             #expect(Set(seen).isSuperset(of: created[3..<9].map(\.session.id)), "every live session listed")
             #expect(SessionCursor(text: "12-\(created[3].session.id.hex)") != nil)
             #expect(SessionCursor(text: "nope") == nil)
-            try await store.revokeAll(for: user)
+            try await store.revokeAll(for: user, ending: SessionEnd(.revokedAll))
         }
     }
 
@@ -334,7 +335,7 @@ import Testing
                 #expect(!dump.contains(Array(token.text.utf8)), "raw token found in Redis")
                 #expect(!dump.contains(Array(token.text.replacingOccurrences(of: "-", with: "").utf8)))
             }
-            try await store.revokeAll(for: user)
+            try await store.revokeAll(for: user, ending: SessionEnd(.revokedAll))
         }
     }
 

@@ -67,10 +67,10 @@ import Testing
             // The cap ended the oldest: the eviction's session keys are in the index's slot.
             #expect(try await store.authenticate(created[0].token) == nil)
             #expect(try await store.sessions(for: user, after: nil, limit: 10).sessions.count == 4)
-            #expect(try await store.revoke(created[1].session.id, of: user))
+            #expect(try await store.revoke(created[1].session.id, of: user, ending: SessionEnd(.logout)))
             #expect(try await store.authenticate(created[1].token) == nil)
             #expect(try await store.sessions(for: user, after: nil, limit: 10).sessions.count == 3)
-            try await store.revokeAll(for: user)
+            try await store.revokeAll(for: user, ending: SessionEnd(.revokedAll))
             for (token, _) in created { #expect(try await store.authenticate(token) == nil) }
         }
     }
@@ -102,7 +102,7 @@ import Testing
                 }
                 group.addTask {
                     try await Task.sleep(for: .milliseconds(30))
-                    try await store.revokeAll(for: user)
+                    try await store.revokeAll(for: user, ending: SessionEnd(.revokedAll))
                     return []
                 }
                 var all: [[Bool]] = []
@@ -125,7 +125,7 @@ import Testing
                 let store = Self.store(redis)
                 let user = UserID.random()
                 let (_, session) = try await store.create(for: user)
-                #expect(try await store.revoke(session.id, of: user))
+                #expect(try await store.revoke(session.id, of: user, ending: SessionEnd(.logout)))
             }
             var demanding = configuration
             demanding.minReplicas = 3
@@ -133,8 +133,8 @@ import Testing
                 let store = Self.store(redis)
                 let user = UserID.random()
                 let (token, session) = try await store.create(for: user)
-                await #expect(throws: SessionError.self) { _ = try await store.revoke(session.id, of: user) }
-                await #expect(throws: SessionError.self) { try await store.revokeAll(for: user) }
+                await #expect(throws: SessionError.self) { _ = try await store.revoke(session.id, of: user, ending: SessionEnd(.logout)) }
+                await #expect(throws: SessionError.self) { try await store.revokeAll(for: user, ending: SessionEnd(.revokedAll)) }
                 // Not a silent success either way: the caller got 503 and may retry; the master did revoke.
                 #expect(try await store.authenticate(token) == nil)
             }

@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOHTTPTypes
+import Redis
 import SessionCore
 import Testing
 
@@ -268,14 +269,20 @@ final class StubStore: EventLoopSessionAuthenticating {
         throw .storeUnavailable(nil)
     }
     func accountStamp(of user: UserID) async throws(SessionError) -> AccountStamp { AccountStamp(text: "0") }
-    func changeAccount(of user: UserID, _ change: AccountChange, keeping: SessionID?) async throws(SessionError) -> [SessionID] { [] }
+    func changeAccount(of user: UserID, _ change: AccountChange, keeping: SessionID?, origin: EventOrigin) async throws(SessionError) -> [SessionID] {
+        []
+    }
     func liveSessionCount(for user: UserID) async throws(SessionError) -> Int { 0 }
     func authenticate(_ token: SessionToken) async throws(SessionError) -> Session? { nil }
     func peek(_ token: SessionToken) async throws(SessionError) -> Session? { nil }
     func session(_ id: SessionID, of user: UserID) async throws(SessionError) -> Session? { nil }
     func isLive(_ id: SessionID, of user: UserID) async throws(SessionError) -> Bool { false }
-    func revoke(_ session: SessionID, of user: UserID) async throws(SessionError) -> Bool { false }
-    func revokeAll(for user: UserID) async throws(SessionError) {}
+    func revoke(_ session: SessionID, of user: UserID, ending: SessionEnd) async throws(SessionError) -> Bool { false }
+    func revokeAll(for user: UserID, ending: SessionEnd) async throws(SessionError) {}
+    /// Off, over a client that is never started: the stub records nothing.
+    let events = LifecycleEvents(
+        redis: RedisClient(configuration: try! RedisConfiguration(url: "redis://127.0.0.1:1")), keyPrefix: "stub:", maxStreamLength: 1000,
+        enabled: false)
     func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage {
         SessionPage(sessions: [], next: nil)
     }

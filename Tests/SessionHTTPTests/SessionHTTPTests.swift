@@ -531,7 +531,7 @@ extension ISO8601DateFormatter {
     /// Every option's flag, as derived for the environment, is one ArgumentParser knows: the names are declared once.
     @Test func everyFlagReadsItsEnvironmentVariable() throws {
         let help = ServiceOptions.helpMessage()
-        #expect(ServiceOptions.flags.count == 60)
+        #expect(ServiceOptions.flags.count == 68)
         for flag in ServiceOptions.flags {
             #expect(help.contains("--\(flag) "), "\(flag)")
         }
@@ -602,7 +602,7 @@ extension ISO8601DateFormatter {
             #expect(String(buffer: me.body) == user.text)
             let anonymous = try await client.executeRequest(uri: "/api/me", method: .get, headers: [:], body: nil)
             #expect(anonymous.status == .unauthorized)
-            try await store.revokeAll(for: user)
+            try await store.revokeAll(for: user, ending: SessionEnd(.revokedAll))
         }
     }
 }

@@ -164,10 +164,11 @@ start_nginx() {
 # The least-privilege Redis ACL the service needs (README: "Redis ACL"): its key prefix only, no channels, and only
 # the commands it sends (PING, EVALSHA/EVAL, HGET, DEL) or that its Lua scripts call.
 # Behind Sentinel or in a cluster it also sends ROLE (is this node a master?), WAIT (durable writes), CLUSTER SHARDS
-# and ASKING.
+# and ASKING. Lifecycle events: their lists and streams, and the webhook consumer group's commands.
 SERVICE_ACL_RULES=('~ss:*' resetchannels '&__redis__:invalidate' -@all +ping +evalsha +eval +hget +del +get +set +time +pexpire
     +pexpireat +pexpiretime +zadd +zrem +zrange +zscore +zremrangebyscore +zcard +hset +hmget +incr +pttl +getrange +role +wait '+cluster|shards'
-    +asking '+client|id' '+client|tracking' +subscribe)
+    +asking '+client|id' '+client|tracking' +subscribe +lpush +ltrim +lrange +xadd +xrange +xlen +xdel +xgroup +xreadgroup +xack
+    +xclaim +xpending +xinfo)
 # service_acl_args USER PASSWORD — redis-server arguments that create that user.
 service_acl_args() { printf '%s\n' --user "$1" on ">$2" "${SERVICE_ACL_RULES[@]}"; }
 

@@ -22,7 +22,7 @@ extension Routes {
                 try await core(context) {
                     try await accounts.changePassword(
                         of: current.userID, keeping: current.id, currentPassword: body.currentPassword, newPassword: body.newPassword,
-                        endOtherSessions: body.endOtherSessions, clientAddress: client)
+                        endOtherSessions: body.endOtherSessions, clientAddress: client, userAgent: request.headers[.userAgent])
                 }
             } catch let error as APIError where error.code == SessionError.Code.invalidCredentials.text {
                 context.logger.info("password change refused", metadata: ["user_id": "\(current.userID)", "reason": "invalid_credentials"])

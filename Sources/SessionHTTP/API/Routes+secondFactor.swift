@@ -115,7 +115,8 @@ extension Routes {
         let session = try Self.session(context)
         let body = try await CodeBody.decode(request, limit: maxBodySize)
         guard let code = body.code else { throw APIError.invalidRequest("the body needs code") }
-        let codes = try await asBadRequest(context) { try await accounts.confirmTOTP(for: session.userID, code: code) }
+        let origin = origin(request, context)
+        let codes = try await asBadRequest(context) { try await accounts.confirmTOTP(for: session.userID, code: code, origin: origin) }
         context.logger.info("totp enabled", metadata: ["user_id": "\(session.userID)"])
         var response = try Self.json(.ok) { object in object.field("recovery_codes", codes) }
         response.headers[.cacheControl] = "no-store"
@@ -128,7 +129,7 @@ extension Routes {
         let body = try await CodeBody.decode(request, limit: maxBodySize)
         guard body.code != nil || body.recoveryCode != nil else { throw APIError.invalidRequest("the body needs code or recovery_code") }
         try await asBadRequest(context) {
-            try await accounts.disableTOTP(for: session.userID, code: body.code, recoveryCode: body.recoveryCode)
+            try await accounts.disableTOTP(for: session.userID, code: body.code, recoveryCode: body.recoveryCode, origin: origin(request, context))
         }
         context.logger.info("totp disabled", metadata: ["user_id": "\(session.userID)"])
         return Response(status: .noContent)

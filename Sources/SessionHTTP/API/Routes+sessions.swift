@@ -87,21 +87,23 @@ extension Routes {
     }
 
     /// 1 EVALSHA.
-    func revoke(_ context: SessionRequestContext) async throws -> Response {
+    func revoke(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let current = try Self.session(context)
         guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text) else {
             throw APIError(SessionError.notFound)
         }
-        guard try await core(context, { try await sessions.revoke(id, of: current.userID) }) else {
+        let ending = SessionEnd(.revoked, origin: origin(request, context))
+        guard try await core(context, { try await sessions.revoke(id, of: current.userID, ending: ending) }) else {
             throw APIError(SessionError.notFound)
         }
         return Response(status: .noContent)
     }
 
     /// 1 EVALSHA.
-    func revokeAll(_ context: SessionRequestContext) async throws -> Response {
+    func revokeAll(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let current = try Self.session(context)
-        try await core(context) { try await sessions.revokeAll(for: current.userID) }
+        let ending = SessionEnd(.revokedAll, origin: origin(request, context))
+        try await core(context) { try await sessions.revokeAll(for: current.userID, ending: ending) }
         return Response(status: .noContent)
     }
 }

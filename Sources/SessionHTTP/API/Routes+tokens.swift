@@ -73,12 +73,13 @@ extension Routes {
     func revokeToken(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         try await authenticateClient(request, context)
         let form = try await TokenForm.decode(request, limit: maxBodySize)
+        let ending = SessionEnd(.introspectionRevoke, origin: origin(request, context))
         if let token = SessionToken(form.token) {
             if let session = try await core(context, { try await sessions.peek(token) }) {
-                _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) }
+                _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID, ending: ending) }
             }
         } else if let claims = try? await accessTokens?.verifier.verify(form.token, allowExpired: true) {
-            _ = try await core(context) { try await sessions.revoke(claims.sessionID, of: claims.subject) }
+            _ = try await core(context) { try await sessions.revoke(claims.sessionID, of: claims.subject, ending: ending) }
         }
         return Response(status: .ok, headers: [.cacheControl: "no-store"])
     }

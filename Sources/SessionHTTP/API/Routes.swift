@@ -106,23 +106,33 @@ public struct Routes: Sendable {
         table.add(.get, "/v1/session", guarded: true) { _, context in try await self.currentSession(context) }
         table.add(.post, "/v1/logout", guarded: true) { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
-            return try await self.logout(context)
+            return try await self.logout(request, context)
         }
         table.add(.post, "/v1/password", guarded: true) { request, context in try await self.changePassword(request, context) }
+        table.add(.get, "/v1/activity", guarded: true) { _, context in
+            let session = try Self.session(context)
+            return Self.events(try await self.core(context) { try await self.sessions.events.recent(of: session.userID) })
+        }
         addSecondFactorRoutes(to: &table)
         table.add(.get, "/v1/sessions", guarded: true) { request, context in try await self.list(request, context) }
         table.add(.delete, "/v1/sessions", guarded: true) { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
-            return try await self.revokeAll(context)
+            return try await self.revokeAll(request, context)
         }
         table.add(.delete, "/v1/sessions/{session_id}", guarded: true) { request, context in
             try await CredentialsBody.refuseForeignBody(request, limit: self.maxBodySize)
-            return try await self.revoke(context)
+            return try await self.revoke(request, context)
         }
         return table
     }
 
     // MARK: Handlers
+
+    /// Where a request came from, as its lifecycle events say it: the client address (`TRUSTED_PROXIES`-aware) and
+    /// the device label of its `User-Agent`.
+    func origin(_ request: Request, _ context: SessionRequestContext) -> EventOrigin {
+        EventOrigin(request, context, trustedProxies: trustedProxies)
+    }
 
     /// 0 round trips beyond authentication. `max_age` and `acr` in the query demand a recent or two-factor login
     /// (`StepUp`).
@@ -250,9 +260,10 @@ public struct Routes: Sendable {
     }
 
     /// 1 EVALSHA.
-    func logout(_ context: SessionRequestContext) async throws -> Response {
+    func logout(_ request: Request, _ context: SessionRequestContext) async throws -> Response {
         let session = try Self.session(context)
-        _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) }
+        let ending = SessionEnd(.logout, origin: origin(request, context))
+        _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID, ending: ending) }
         return Response(status: .noContent)
     }
 
@@ -288,9 +299,27 @@ public struct Routes: Sendable {
         max(0, Int((date.timeIntervalSinceNow).rounded()))
     }
 
+    /// `{"events":[…]}` of events as the store keeps them (JSON its own scripts wrote), not cached.
+    static func events(_ events: [String]) -> Response {
+        var buffer = ByteBuffer()
+        buffer.writeString("{\"events\":[" + events.joined(separator: ",") + "]}")
+        return Response(
+            status: .ok, headers: [.contentType: JSONWriter.contentType, .cacheControl: "no-store"], body: .init(byteBuffer: buffer))
+    }
+
     static func json(_ status: HTTPResponse.Status, _ fields: (inout JSONWriter.ObjectWriter) -> Void) throws -> Response {
         var writer = JSONWriter()
         writer.object(fields)
         return Response(status: status, headers: [.contentType: JSONWriter.contentType], body: .init(byteBuffer: writer.buffer))
+    }
+}
+
+extension EventOrigin {
+    /// A request's origin: the client address (`TRUSTED_PROXIES`-aware), its `User-Agent`'s device label, and the admin
+    /// client that sent it, if one did.
+    init(_ request: Request, _ context: SessionRequestContext, trustedProxies: TrustedProxies, adminClient: String? = nil) {
+        self.init(
+            ip: trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor]),
+            userAgent: request.headers[.userAgent], adminClient: adminClient)
     }
 }

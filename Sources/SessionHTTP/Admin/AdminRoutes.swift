@@ -57,10 +57,30 @@ public struct AdminRoutes: Sendable {
             record("list_sessions", client: client, user: user, context)
             return try Routes.sessionsPage(page, current: nil)
         }
+        table.add(.get, "/v1/admin/users/{user_id}/events") { request, context in
+            let client = try await authorize(request, context)
+            let user = try await existing(try Self.userID(context), context)
+            let events = try await core(context) { try await accounts.sessions.events.recent(of: user) }
+            record("list_events", client: client, user: user, context)
+            return Routes.events(events)
+        }
+        table.add(.get, "/v1/admin/webhooks/failed") { request, context in
+            let client = try await authorize(request, context)
+            let failed = try await core(context) { try await accounts.sessions.events.failed() }
+            record("list_failed_webhooks", client: client, user: nil, context)
+            return Routes.events(failed)
+        }
+        table.add(.post, "/v1/admin/webhooks/failed/retry") { request, context in
+            let client = try await authorize(request, context)
+            let requeued = try await core(context) { try await accounts.sessions.events.requeueFailed() }
+            record("retry_failed_webhooks", client: client, user: nil, context)
+            return try Routes.json(.ok) { $0.field("requeued", requeued) }
+        }
         table.add(.delete, "/v1/admin/users/{user_id}/sessions") { request, context in
             let client = try await authorize(request, context)
             let user = try await existing(try Self.userID(context), context)
-            try await core(context) { try await accounts.sessions.revokeAll(for: user) }
+            let ending = SessionEnd(.admin, origin: origin(request, context, client: client))
+            try await core(context) { try await accounts.sessions.revokeAll(for: user, ending: ending) }
             record("end_sessions", client: client, user: user, context)
             return Response(status: .noContent)
         }
@@ -68,7 +88,10 @@ public struct AdminRoutes: Sendable {
             let client = try await authorize(request, context)
             let user = try Self.userID(context)
             guard let text = context.parameters.get("session_id"), let id = SessionID(hex: text),
-                try await core(context, { try await accounts.sessions.revoke(id, of: user) })
+                try await core(
+                    context,
+                    { try await accounts.sessions.revoke(id, of: user, ending: SessionEnd(.admin, origin: origin(request, context, client: client))) }
+                )
             else { throw APIError(SessionError.notFound) }
             record("end_session", client: client, user: user, context)
             return Response(status: .noContent)
@@ -77,7 +100,8 @@ public struct AdminRoutes: Sendable {
             table.add(.post, "/v1/admin/users/{user_id}/\(action)") { request, context in
                 let client = try await authorize(request, context)
                 let user = try Self.userID(context)
-                try await core(context) { try await accounts.setDisabled(user, disabled) }
+                let origin = origin(request, context, client: client)
+                try await core(context) { try await accounts.setDisabled(user, disabled, origin: origin) }
                 record(action, client: client, user: user, context)
                 return Response(status: .noContent)
             }
@@ -88,18 +112,25 @@ public struct AdminRoutes: Sendable {
             let buffer = try await FormBody.collect(request, limit: maxBodySize)
             let body = try JSONBody.decode(NewPasswordBody.self, buffer, mediaType: CredentialsBody.mediaType(request), fields: "new_password")
             let address = trustedProxies.clientAddress(peer: context.peerAddress, forwardedFor: request.headers[values: .xForwardedFor])
-            try await core(context) { try await accounts.resetPassword(of: user, to: body.newPassword, clientAddress: address) }
+            let origin = origin(request, context, client: client)
+            try await core(context) { try await accounts.resetPassword(of: user, to: body.newPassword, clientAddress: address, origin: origin) }
             record("reset_password", client: client, user: user, context)
             return Response(status: .noContent)
         }
         table.add(.delete, "/v1/admin/users/{user_id}") { request, context in
             let client = try await authorize(request, context)
             let user = try Self.userID(context)
-            try await core(context) { try await accounts.delete(user) }
+            let origin = origin(request, context, client: client)
+            try await core(context) { try await accounts.delete(user, origin: origin) }
             record("delete", client: client, user: user, context)
             return Response(status: .noContent)
         }
         return table
+    }
+
+    /// An operator's request as its lifecycle events say it: the admin client's name, and where it came from.
+    private func origin(_ request: Request, _ context: SessionRequestContext, client: String) -> EventOrigin {
+        EventOrigin(request, context, trustedProxies: trustedProxies, adminClient: client)
     }
 
     /// `{"user_id","username","created_at","disabled","sessions"}`; 404 `not_found` for no such user.
@@ -147,9 +178,11 @@ public struct AdminRoutes: Sendable {
         return client
     }
 
-    private func record(_ action: String, client: String, user: UserID, _ context: SessionRequestContext) {
+    private func record(_ action: String, client: String, user: UserID?, _ context: SessionRequestContext) {
         Counter(label: "session_admin_actions_total", dimensions: [("action", action)]).increment()
-        context.logger.info("admin action", metadata: ["admin_client": "\(client)", "action": "\(action)", "user_id": "\(user)"])
+        var metadata: Logger.Metadata = ["admin_client": "\(client)", "action": "\(action)"]
+        if let user { metadata["user_id"] = "\(user)" }
+        context.logger.info("admin action", metadata: metadata)
     }
 
     private func core<T>(_ context: SessionRequestContext, _ body: () async throws -> T) async throws -> T {

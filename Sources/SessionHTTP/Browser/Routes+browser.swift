@@ -44,7 +44,8 @@ extension Routes {
         try await CredentialsBody.refuseForeignBody(request, limit: maxBodySize, forms: true)
         if case .token(let token) = cookie.parse(request.headers[values: .cookie]) {
             let session = try await core(context) { try await sessions.peek(token) }
-            if let session { _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID) } }
+            let ending = SessionEnd(.logout, origin: origin(request, context))
+            if let session { _ = try await core(context) { try await sessions.revoke(session.id, of: session.userID, ending: ending) } }
         }
         var response = CredentialsBody.isForm(request) ? Self.redirect(to: "/") : Response(status: .noContent)
         response.headers[.setCookie] = cookie.clearCookie
