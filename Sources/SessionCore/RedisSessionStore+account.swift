@@ -31,6 +31,8 @@ extension RedisSessionStore {
         )
         await events.moveOutbox(user.tag)
         let ended = (reply.array ?? []).compactMap { $0.bytes }.filter { $0.count == 16 }
+        if change != .purge, change != .enable { events.count(change.eventType) }
+        events.count(.sessionEnded, ended.count)
         // Redis tells every instance's cache; this one's is told now, before the caller hears "done".
         nearCache?.invalidate(.keys(ended.map { prefix + $0 }))
         return ended.map(SessionID.init(bytes:))

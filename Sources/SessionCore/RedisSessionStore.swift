@@ -76,10 +76,12 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         case -2: throw .invalidCredentials  // the credentials the login proved were changed meanwhile
         default: break
         }
-        guard let fields = reply.array, fields.count == 2, let created = fields[0].int, let idleDeadline = fields[1].int else {
+        guard let fields = reply.array, fields.count == 3, let created = fields[0].int, let idleDeadline = fields[1].int else {
             // SET NX failed: a 128-bit collision with a live session. Astronomically unlikely; refuse rather than share.
             throw SessionError.storeUnavailable(nil)
         }
+        events.count(.sessionCreated)
+        events.count(.sessionEnded, fields[2].int.map(Int.init) ?? 0)
         let absolute = created + configuration.absoluteMilliseconds
         let session = Session(
             id: id, userID: user, createdAt: .milliseconds(created), expiresAt: .milliseconds(min(idleDeadline, absolute)),
@@ -210,6 +212,7 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
         await events.moveOutbox(user.tag)
         // Redis tells every instance's cache, this one's too; this one is told now, before the caller hears "done".
         nearCache?.invalidate(.keys([key]))
+        if reply.int == 1 { events.count(.sessionEnded) }
         return reply.int == 1
     }
 
@@ -220,7 +223,9 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
             Self.revokeAllScript, keys: [keys.sessionIndex(user)] + events.scriptKeys(for: user), arguments: [prefix] + events.scriptArguments(event),
             durable: true)
         await events.moveOutbox(user.tag)
-        nearCache?.invalidate(.keys((reply.array ?? []).compactMap { $0.bytes.map { prefix + $0 } }))
+        let members = reply.array ?? []
+        nearCache?.invalidate(.keys(members.compactMap { $0.bytes.map { prefix + $0 } }))
+        events.count(.sessionEnded, members.count)
     }
 
     public func sessions(for user: UserID, after cursor: SessionCursor?, limit: Int) async throws(SessionError) -> SessionPage {
@@ -332,6 +337,7 @@ extension RedisSessionStore {
             end
             redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. math.floor(now / 1000))
             redis.call('ZADD', KEYS[2], math.ceil(absolute / 1000), ARGV[4])
+            local evicted = 0
             local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[6])
             if extra > 0 then
                 -- Over the cap: end the oldest sessions, never the new one. Index scores are whole seconds, so the
@@ -349,12 +355,13 @@ extension RedisSessionStore {
                     redis.call('ZREM', KEYS[2], aged[i][1])
                     if redis.call('DEL', ARGV[5] .. aged[i][1]) == 1 then
                         emit({type = 'session.ended', reason = 'evicted', session_id = hexID(aged[i][1])})
+                        evicted = evicted + 1
                     end
                 end
             end
             local indexDeadline = redis.call('PEXPIRETIME', KEYS[2])
             if indexDeadline < absolute then redis.call('PEXPIREAT', KEYS[2], absolute) end
-            return {now, now + ttl}
+            return {now, now + ttl, evicted}
             """
     )
 

@@ -62,6 +62,7 @@ public struct SecondFactorStore: Sendable {
                 arguments: [sealed, String(step)] + recoveryHashes + events.scriptArguments(event), durable: true)
         }
         await events.moveOutbox(user.tag)
+        if reply.int == 1 { events.count(.totpEnabled) }
         return reply.int == 1
     }
 
@@ -74,6 +75,7 @@ public struct SecondFactorStore: Sendable {
                 durable: true)
         }
         await events.moveOutbox(user.tag)
+        events.count(.totpDisabled)
     }
 
     /// A proof offered for the factor: the step a code matched (nil: it matched none), or a recovery code's hash.

@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 public import Redis
 
 /// Where lifecycle events are kept, and the Lua that writes them inside the scripts that make the changes.
@@ -61,6 +62,13 @@ public struct LifecycleEvents: Sendable {
     static func newIDBase() -> String {
         var generator = SystemRandomNumberGenerator()
         return "evt_" + Hex.encode((0..<12).map { _ in UInt8.random(in: .min ... .max, using: &generator) })
+    }
+
+    /// Counts recorded events (`session_events_total{type}`, by the instance that recorded them; a session ended by a
+    /// revocation of every session counts as the index listed it).
+    func count(_ type: LifecycleEventType, _ n: Int = 1) {
+        guard enabled, n > 0 else { return }
+        Counter(label: "session_events_total", dimensions: [("type", type.rawValue)]).increment(by: n)
     }
 
     // MARK: Reading
@@ -134,7 +142,7 @@ public struct LifecycleEvents: Sendable {
         var arguments = scriptArguments(event)
         if user == nil { arguments[2] = String(maxStreamLength) }
         // Best effort: a failed login must not fail louder because its record could not be written.
-        _ = try? await redis.evaluate(Self.recordScript, keys: keys, arguments: arguments)
+        if (try? await redis.evaluate(Self.recordScript, keys: keys, arguments: arguments)) != nil { count(.loginFailed) }
         if let user { await moveOutbox(user.tag) }
     }
 
