@@ -68,7 +68,10 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
             arguments: [
                 user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix(user.tag),
                 configuration.maxSessionsPerUser, stamp?.text ?? "*", metadata?.encoded ?? [], level == .secondFactor ? 1 : 0,
-            ] + events.scriptArguments(LifecycleEvent(.sessionCreated, user: user, session: id, origin: EventOrigin(metadata)))
+            ] + events.scriptArguments(LifecycleEvent(.sessionCreated, user: user, session: id, origin: EventOrigin(metadata))),
+            // With events on, a login is acknowledged only once the replicas have it (`WAIT`, as for a revocation): a
+            // failover must not lose an acknowledged login's `session.created` (nor the session with it).
+            durable: events.enabled
         )
         await events.moveOutbox(user.tag)
         switch reply.int {

@@ -83,12 +83,10 @@ public final class WebhookDispatcher: Service, Sendable {
 
     private func createGroup() async -> Bool {
         do {
-            let reply = try await redis.send(RedisCommand("XGROUP", ["CREATE", events.streamKey, Self.group, "0", "MKSTREAM"]))
-            if case .error(let message) = reply, !message.hasPrefix("BUSYGROUP") {
-                logger.error("webhook delivery cannot create its consumer group", metadata: ["error": "\(message)"])
-                return false
-            }
+            _ = try await redis.send(RedisCommand("XGROUP", ["CREATE", events.streamKey, Self.group, "0", "MKSTREAM"]))
             return true
+        } catch  where error.message.hasPrefix("BUSYGROUP") {
+            return true  // another instance made it
         } catch {
             logger.warning("webhook delivery waits for Redis", metadata: ["error": "\(error)"])
             return false
@@ -97,13 +95,13 @@ public final class WebhookDispatcher: Service, Sendable {
 
     /// Reads and delivers a batch of new events; true when there were any.
     private func deliverNew() async -> Bool {
-        guard
-            let reply = try? await redis.send(
+        let reply: RESPValue
+        do {
+            reply = try await redis.send(
                 RedisCommand("XREADGROUP", ["GROUP", Self.group, consumer, "COUNT", String(batch), "STREAMS", events.streamKey, ">"]))
-        else { return false }
-        if case .error(let message) = reply {
+        } catch {
             // NOGROUP: the stream was deleted (a FLUSHALL); make the group again.
-            if message.hasPrefix("NOGROUP") { _ = await createGroup() }
+            if error.message.hasPrefix("NOGROUP") { _ = await createGroup() }
             return false
         }
         let entries = Self.entries(reply.array?.first?.array?.dropFirst().first)
