@@ -285,3 +285,56 @@ def test_two_step_verification_in_chromium(redis, instances, tmp_path, checks):
         checks("re-authentication gave this browser a new session cookie", renewed != cookie["value"])
     finally:
         driver.quit()
+
+
+def test_recent_activity_in_chromium(redis, instances, tmp_path, checks):
+    """The account page's "Recent activity": a failed sign-in, sign-ins from two devices (the second one new), a sign-out
+    from another device — each in words, with device, address and time, newest first."""
+    service = instances.start(REDIS_URL=redis().url, ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1, TRUSTED_PROXIES="127.0.0.1")
+    base = service.url.replace("127.0.0.1", "localhost")
+    shots = os.environ.get("SCREENSHOTS") or str(tmp_path)
+    username = "activity-" + uuid.uuid4().hex[:6]
+    instances.secrets.add(PASSWORD)
+
+    def post(path, body, headers=None, token=None):
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        request = urllib.request.Request(base + path, method="POST", headers=headers, data=json.dumps(body).encode())
+        try:
+            with urllib.request.urlopen(request) as response:
+                raw = response.read()
+                return json.loads(raw) if raw else None
+        except urllib.error.HTTPError:
+            return None
+
+    post("/v1/users", {"username": username, "password": PASSWORD})
+    phone = {"User-Agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Version/17.0 Mobile/15E148 "
+                           "Safari/604.1", "X-Forwarded-For": "198.51.100.23"}
+    token = post("/v1/login", {"username": username, "password": PASSWORD}, headers=phone)["token"]
+    instances.secrets.add(token)
+    post("/v1/logout", {}, headers=phone, token=token)
+    post("/v1/login", {"username": username, "password": "not the password"}, headers={"X-Forwarded-For": "192.0.2.66"})
+    driver = make_browser(str(tmp_path))
+    try:
+        driver.get(base + "/account")
+        wait_visible(driver, "signed-out")
+        driver.find_element(By.ID, "username").send_keys(username)
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "sign-in").click()
+        wait_visible(driver, "signed-in")
+        WebDriverWait(driver, 10).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#activity li")) >= 4)
+        items = [li.text.replace("\n", " | ") for li in driver.find_elements(By.CSS_SELECTOR, "#activity li")]
+        checks.measure(f"activity as shown: {items}")
+        checks("newest first: this sign-in (Chrome on Linux, a new device), the failed one, the phone's sign-out and sign-in",
+               len(items) == 4 and items[0].startswith("Signed in from a new device | Chrome on Linux")
+               and items[1].startswith("Failed sign-in: wrong password") and "192.0.2.66" in items[1]
+               and items[2].startswith("Signed out | Safari on iPhone") and items[3].startswith("Signed in from a new device | Safari on iPhone")
+               and "198.51.100.23" in items[3], items)
+        checks("times in words", all("just now" in item or "ago" in item for item in items), items)
+        failed = driver.find_element(By.CSS_SELECTOR, "#activity li[data-type='login.failed'] .what")
+        checks("a failed sign-in stands out", "notable" in failed.get_attribute("class"))
+        driver.execute_script("document.getElementById('activity').scrollIntoView()")
+        driver.save_screenshot(os.path.join(shots, "account-activity.png"))
+    finally:
+        driver.quit()

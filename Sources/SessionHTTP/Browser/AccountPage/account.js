@@ -113,6 +113,45 @@ function renderSessions(sessions) {
   }
 }
 
+// What each event says to its user; a new device is pointed out.
+const happenings = {
+  "session.created": (e) => e.new_device ? "Signed in from a new device" : "Signed in",
+  "session.ended": (e) => ({
+    logout: "Signed out", revoked: "Signed out a session", revoked_all: "Signed out everywhere", evicted: "Oldest session ended (too many sessions)",
+    password_changed: "Session ended: password changed", account_disabled: "Session ended: account disabled",
+    admin: "Session ended by an administrator", reauthenticated: "Confirmed it was you (new session)",
+    introspection_revoke: "Session ended by an application",
+  })[e.reason] || "Session ended",
+  "login.failed": (e) => ({
+    invalid_credentials: "Failed sign-in: wrong password", throttled: "Sign-in blocked: too many attempts",
+    account_disabled: "Sign-in refused: account disabled", invalid_code: "Failed sign-in: wrong code",
+  })[e.reason] || "Failed sign-in",
+  "password.changed": () => "Password changed",
+  "account.disabled": () => "Account disabled",
+  "account.enabled": () => "Account enabled",
+  "totp.enabled": () => "Two-step verification turned on",
+  "totp.disabled": () => "Two-step verification turned off",
+};
+
+function renderActivity(events) {
+  const list = $("activity");
+  list.replaceChildren();
+  for (const event of events) {
+    const item = document.createElement("li");
+    item.dataset.type = event.type;
+    const what = document.createElement("span");
+    what.className = "what" + (event.type === "login.failed" || event.new_device ? " notable" : "");
+    what.textContent = (happenings[event.type] || (() => event.type))(event);
+    const meta = document.createElement("div");
+    meta.className = "meta";
+    meta.textContent = [event.device, event.ip, ago(event.time)].filter(Boolean).join(" · ");
+    meta.title = when(event.time);
+    item.append(what, meta);
+    list.append(item);
+  }
+  if (!events.length) list.textContent = "Nothing yet.";
+}
+
 async function show() {
   const query = new URLSearchParams(location.search);
   const error = query.get("error");
@@ -126,6 +165,8 @@ async function show() {
     if ($("totp-recovery").hidden) showFactor(me.body.totp);
     const list = await api("GET", "/v1/sessions");
     renderSessions(list.status === 200 ? list.body.sessions : []);
+    const activity = await api("GET", "/v1/activity");
+    renderActivity(activity.status === 200 ? activity.body.events : []);
     const changed = new URLSearchParams(location.search).get("password") === "changed";
     if (error) status(signedInMessages[error] || messages[error] || "That did not work.", true);
     else status(changed ? "Your password was changed." : "");
