@@ -230,7 +230,9 @@ def test_dead_letters_are_listed_and_requeued(redis, instances, ports, checks):
     checks("session_webhook_deliveries_total counts the dead letter", 'result="dead_letter"} 1' in metrics)
 
 
-@pytest.mark.parametrize("kind", ["node", "sentinel", "cluster"])
+# The Sentinel and Cluster drills run in scripts/test's failover lanes (mostly waiting for elections and takeovers).
+@pytest.mark.parametrize("kind", ["node", pytest.param("sentinel", marks=pytest.mark.failover),
+                                  pytest.param("cluster", marks=pytest.mark.failover)])
 def test_a_killed_instance_loses_no_acknowledged_event(kind, redis, shape, instances, ports, checks):
     """Three instances, 1,000 logins and logouts spread over them; one SIGKILLed at a random moment (and, on Sentinel,
     the master failed over meanwhile): every acknowledged operation's event is delivered."""

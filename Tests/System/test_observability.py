@@ -17,12 +17,16 @@ import urllib.request
 
 
 from support.processes import ROOT, service_acl
+from support.webhook_receiver import Receiver
 
 
-def test_traces_metrics_and_the_dashboard(redis, instances, nginx, otlp, prometheus, checks):
+def test_traces_metrics_and_the_dashboard(redis, instances, nginx, otlp, prometheus, ports, checks):
     server = redis(*service_acl())
     endpoint, spans_file = otlp
+    receiver = Receiver(ports())  # the webhook panels' series
+    instances.secrets.add(receiver.secret)
     nodes = [instances.start(REDIS_URL=f"redis://session-service:svc-pass@127.0.0.1:{server.port}/0", ARGON2_MEMORY_KIB=1024, ARGON2_ITERATIONS=1,
+                             WEBHOOK_URL=receiver.url, WEBHOOK_SECRET=receiver.secret,
                              TRUSTED_PROXIES="127.0.0.1", LOG_LEVEL="debug", LOGIN_MAX_FAILURES=3,
                              OTEL_EXPORTER_OTLP_ENDPOINT=endpoint, OTEL_BSP_SCHEDULE_DELAY=100,
                              OTEL_SERVICE_NAME=f"session-service-{i}") for i in (1, 2, 3)]
