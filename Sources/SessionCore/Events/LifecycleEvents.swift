@@ -261,9 +261,14 @@ extension Lua {
             return (string.gsub(bytes, '.', function(c) return string.format('%02x', string.byte(c)) end))
         end
         local function isNewDevice(ip, device)
+            -- A substring search for the encoded field, not 50 decodes: the events are cjson's own encoding.
+            local wanted = {}
+            if ip then table.insert(wanted, '"ip":' .. cjson.encode(ip)) end
+            if device then table.insert(wanted, '"device":' .. cjson.encode(device)) end
             for _, json in ipairs(redis.call('LRANGE', eventList, 0, 49)) do
-                local ok, old = pcall(cjson.decode, json)
-                if ok and ((ip and old.ip == ip) or (device and old.device == device)) then return false end
+                for _, field in ipairs(wanted) do
+                    if string.find(json, field, 1, true) then return false end
+                end
             end
             return true
         end
