@@ -58,6 +58,7 @@ extension ServiceConfiguration {
             idleTimeout: .seconds(options.sessionIdleTimeout), absoluteTimeout: .seconds(options.sessionAbsoluteTimeout),
             keyPrefix: options.keyPrefix, maxSessionsPerUser: options.maxSessionsPerUser
         )
+        sessions.durableLogins = options.durableLogins == .on
         if options.sessionIdleTimeout > options.sessionAbsoluteTimeout {
             // Someone who only shortens the absolute lifetime must not get a crash loop: no session can outlive it anyway.
             sessions.idleTimeout = sessions.absoluteTimeout

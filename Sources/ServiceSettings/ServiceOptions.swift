@@ -102,6 +102,9 @@ public struct ServiceOptions: ParsableArguments, Sendable {
     @Option(help: "Live sessions per user; a login beyond it ends the user's oldest session.")
     public var maxSessionsPerUser = 100
 
+    @Option(help: "on: a login is acknowledged only once REDIS_MIN_REPLICAS replicas have its session (and its event).")
+    public var durableLogins: Switch = .off
+
     @Option(help: "open, or closed (POST /v1/users answers 403).")
     public var registration: Registration = .open
 

@@ -69,9 +69,8 @@ public struct RedisSessionStore: SessionStore, EventLoopSessionAuthenticating {
                 user.bytes, configuration.idleMilliseconds, configuration.absoluteMilliseconds, id.bytes, keys.sessionKeyPrefix(user.tag),
                 configuration.maxSessionsPerUser, stamp?.text ?? "*", metadata?.encoded ?? [], level == .secondFactor ? 1 : 0,
             ] + events.scriptArguments(LifecycleEvent(.sessionCreated, user: user, session: id, origin: EventOrigin(metadata))),
-            // With events on, a login is acknowledged only once the replicas have it (`WAIT`, as for a revocation): a
-            // failover must not lose an acknowledged login's `session.created` (nor the session with it).
-            durable: events.enabled
+            // `DURABLE_LOGINS`: acknowledged only once the replicas have the session and its event (`WAIT`).
+            durable: configuration.durableLogins
         )
         await events.moveOutbox(user.tag)
         switch reply.int {

@@ -18,6 +18,10 @@ public struct SessionConfiguration: Sendable, Equatable {
     /// idle / 10). A renewal sets the TTL to idle + interval and happens once the TTL has fallen to idle, so a session
     /// lives at least the idle timeout after its last use and at most one interval more — never past the absolute expiry.
     public var touchInterval: Duration?
+    /// Whether a login is acknowledged only once the replicas Redis is configured to wait for have its session — and its
+    /// `session.created` (`DURABLE_LOGINS`). Off: a failover may lose a just-acknowledged login, session and event
+    /// together; on: after a failover that leaves a master without replicas, logins get 503 until one is back.
+    public var durableLogins = false
 
     public init(
         idleTimeout: Duration = .seconds(1800), absoluteTimeout: Duration = .seconds(86400), keyPrefix: String = "ss:",

@@ -531,7 +531,7 @@ extension ISO8601DateFormatter {
     /// Every option's flag, as derived for the environment, is one ArgumentParser knows: the names are declared once.
     @Test func everyFlagReadsItsEnvironmentVariable() throws {
         let help = ServiceOptions.helpMessage()
-        #expect(ServiceOptions.flags.count == 68)
+        #expect(ServiceOptions.flags.count == 69)
         for flag in ServiceOptions.flags {
             #expect(help.contains("--\(flag) "), "\(flag)")
         }

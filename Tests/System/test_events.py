@@ -199,7 +199,8 @@ def test_the_receiver_down_for_30_seconds_loses_nothing(redis, instances, ports,
 def test_dead_letters_are_listed_and_requeued(redis, instances, ports, checks):
     server = redis()
     receiver = Receiver(ports())
-    receiver.status = 500
+    # A redirect is a failure, never followed (to the receiver itself: a followed one would show in its paths).
+    receiver.status, receiver.location = 307, f"http://127.0.0.1:{receiver.port}/moved"
     admin_port = ports()
     node = instances.start(**common(server.url, receiver, WEBHOOK_MAX_ATTEMPTS=2, ADMIN_PORT=admin_port, ADMIN_CLIENTS=ADMIN))
     instances.secrets.update({PASSWORD, ADMIN.split(":")[1], receiver.secret})
@@ -216,7 +217,8 @@ def test_dead_letters_are_listed_and_requeued(redis, instances, ports, checks):
             break
         time.sleep(0.1)
     checks.equal("after 2 refused attempts the event is dead-lettered", 1, len(failed))
-    checks("…with its attempts and last error", failed and failed[0]["attempts"] == 2 and failed[0]["error"] == "HTTP 500"
+    checks.equal("the redirect was not followed", ["/hooks/session"] * 2, receiver.paths)
+    checks("…with its attempts and last error", failed and failed[0]["attempts"] == 2 and failed[0]["error"] == "HTTP 307"
            and failed[0]["event"]["session_id"] == login["session_id"], failed[:1])
     checks.equal("it was attempted twice", 2, len(receiver.deliveries))
     receiver.status = 204
@@ -246,7 +248,7 @@ def test_a_killed_instance_loses_no_acknowledged_event(kind, redis, shape, insta
         if kind == "sentinel":
             # Both replicas must confirm each write: a manual failover promotes one replica while the old master still
             # takes writes that the other replica confirms — writes Redis then drops (see README, Lifecycle events).
-            extra.update(REDIS_SENTINEL_PASSWORD=the_shape.SENTINEL_PASSWORD,
+            extra.update(REDIS_SENTINEL_PASSWORD=the_shape.SENTINEL_PASSWORD, DURABLE_LOGINS="on",
                          REDIS_MIN_REPLICAS=os.environ.get("EVENTS_DRILL_MIN_REPLICAS", "2"))
     env = common(url, receiver, WEBHOOK_CLAIM_AFTER=3, **extra)
     master_before = sentinel_master(the_shape) if kind == "sentinel" else None

@@ -19,6 +19,8 @@ class Receiver:
         self.deliveries = []  # (webhook-id, payload dict, raw body text), verified ones only
         self.bad = []  # deliveries whose signature or shape failed
         self.status = 204
+        self.location = None  # sent with a 3xx status
+        self.paths = []  # every request's path, verified or not
         self.lock = threading.Lock()
         self.server = None
         self.up()
@@ -34,6 +36,8 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length") or 0))
                 headers = {k.lower(): v for k, v in self.headers.items()}
+                with receiver.lock:
+                    receiver.paths.append(self.path)
                 try:
                     payload = receiver.verifier.verify(body, headers)
                     with receiver.lock:
@@ -44,6 +48,8 @@ class Receiver:
                         receiver.bad.append(f"{type(error).__name__}: {error}")
                     status = 400
                 self.send_response(status)
+                if receiver.location and 300 <= status < 400:
+                    self.send_header("location", receiver.location)
                 self.send_header("content-length", "0")
                 self.end_headers()
 
