@@ -15,7 +15,8 @@ from support.processes import ROOT, service_acl
 
 TOOLS = Path(sys.executable).parent
 ADMIN_OPERATIONS = ["adminFindUser", "adminGetUser", "adminListSessions", "adminEndSessions", "adminEndSession",
-                    "adminDisableUser", "adminEnableUser", "adminSetPassword", "adminDeleteUser"]
+                    "adminDisableUser", "adminEnableUser", "adminSetPassword", "adminDeleteUser", "adminUserEvents",
+                    "adminFailedWebhooks", "adminRetryFailedWebhooks"]
 
 
 def test_openapi_document_is_valid():
