@@ -1,6 +1,6 @@
 // swift-tools-version:6.2
-// The layout is the architecture: CHiredis (CArgon2) → Redis → SessionCore → SessionWebhooks → SessionHTTP → ServiceSettings →
-// SessionServer.
+// The layout is the architecture: CHiredis (CArgon2) → Redis → SessionCore → SessionHTTP → ServiceSettings → SessionServer;
+// SessionWebhooks (the events' delivery, AsyncHTTPClient) hangs off the core and is wired in by the executable only.
 
 import PackageDescription
 
@@ -115,7 +115,6 @@ let package = Package(
             name: "SessionHTTP",
             dependencies: [
                 "SessionCore",
-                "SessionWebhooks",
                 "AccessTokens",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -158,6 +157,7 @@ let package = Package(
         .executableTarget(
             name: "SessionServer",
             dependencies: [
+                "SessionWebhooks",
                 "ServiceSettings",
                 "SessionHTTP",
                 "AccessTokens",

@@ -3,7 +3,7 @@ import Foundation
 import Redis
 public import SessionCore
 public import SessionHTTP
-import SessionWebhooks
+public import SessionWebhooks
 
 extension ServiceConfiguration {
     /// Reads the environment, then the flags over it (see `ServiceOptions`).
@@ -139,16 +139,18 @@ extension ServiceConfiguration {
             introspectionClients: introspectionClients,
             admin: admin
         )
-        self.events = EventSettings(
-            enabled: options.events == .on, maxStreamLength: options.eventsMaxlen,
-            webhook: options.webhookURL.flatMap { url in
-                options.webhookSecret.flatMap(WebhookSignature.init(secret:)).map { signature in
-                    let types = Set(options.webhookEvents.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-                    return WebhookSettings(
-                        url: url, signature: signature, types: types.isEmpty ? nil : types, maxAttempts: options.webhookMaxAttempts,
-                        claimAfter: .seconds(options.webhookClaimAfter), concurrency: options.webhookConcurrency)
-                }
-            })
+        self.events = EventSettings(enabled: options.events == .on, maxStreamLength: options.eventsMaxlen)
         self.warnings = warnings
+    }
+}
+
+extension ServiceOptions {
+    /// Where lifecycle events are delivered (`WEBHOOK_*`, validated); nil without `WEBHOOK_URL`.
+    public var webhookSettings: WebhookSettings? {
+        guard let url = webhookURL, let signature = webhookSecret.flatMap(WebhookSignature.init(secret:)) else { return nil }
+        let types = Set(webhookEvents.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        return WebhookSettings(
+            url: url, signature: signature, types: types.isEmpty ? nil : types, maxAttempts: webhookMaxAttempts,
+            claimAfter: .seconds(webhookClaimAfter), concurrency: webhookConcurrency)
     }
 }

@@ -1,7 +1,6 @@
 public import AccessTokens
 public import Redis
 public import SessionCore
-public import SessionWebhooks
 
 /// The service's settings as the layers take them: plain values, no defaults. The executable resolves them from
 /// `ServiceOptions` (module `ServiceSettings`), where each setting is declared once with its flag, environment
@@ -47,8 +46,8 @@ public struct ServiceConfiguration: Sendable {
     public var introspectionClients: IntrospectionClients
     /// The operator API's listener and clients (`ADMIN_PORT`, `ADMIN_HOST`, `ADMIN_CLIENTS`); nil: none.
     public var admin: AdminSettings?
-    /// Lifecycle events and their webhooks (`EVENTS`, `EVENTS_MAXLEN`, `WEBHOOK_*`).
-    public var events = EventSettings(enabled: true, maxStreamLength: 1_000_000, webhook: nil)
+    /// Lifecycle events (`EVENTS`, `EVENTS_MAXLEN`); their delivery is the executable's (`SessionWebhooks`).
+    public var events = EventSettings(enabled: true, maxStreamLength: 1_000_000)
     /// What the executable should log at start about settings it adjusted (never a secret).
     public var warnings: [String] = []
     /// Which requests get a span while tracing (the executable sets it from `OTEL_TRACES_SAMPLER`; see `TraceSampling`).
@@ -158,15 +157,13 @@ public struct AuthenticationSettings: Sendable {
     }
 }
 
-/// Lifecycle events (`EVENTS`, `EVENTS_MAXLEN`) and where they are delivered (`WEBHOOK_*`; nil: nowhere).
+/// Lifecycle events (`EVENTS`, `EVENTS_MAXLEN`).
 public struct EventSettings: Sendable {
     public var enabled: Bool
     public var maxStreamLength: Int
-    public var webhook: WebhookSettings?
 
-    public init(enabled: Bool, maxStreamLength: Int, webhook: WebhookSettings?) {
+    public init(enabled: Bool, maxStreamLength: Int) {
         self.enabled = enabled
         self.maxStreamLength = maxStreamLength
-        self.webhook = webhook
     }
 }

@@ -3,9 +3,9 @@ public import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import Redis
+public import Redis
 public import ServiceLifecycle
-import SessionCore
-import SessionWebhooks
+public import SessionCore
 
 /// Builds the whole service from a configuration: Redis client, stores, hasher, routes, application.
 public enum SessionService {
@@ -15,11 +15,14 @@ public enum SessionService {
     ///   - logger: the service's logger; Redis connection changes are logged on it (failures at error, once per outage).
     ///   - metricsText: renders `/metrics` (the executable passes its Prometheus registry).
     ///   - services: more services to run beside the Redis client (the executable's trace exporter).
+    ///   - eventServices: services that read the lifecycle events this application records (the executable's webhook
+    ///     dispatcher, `SessionWebhooks`), made from its Redis client and events.
     public static func makeApplication(
         configuration: ServiceConfiguration,
         logger: Logger,
         metricsText: @escaping @Sendable () -> String = { "" },
-        services: [any Service] = []
+        services: [any Service] = [],
+        eventServices: (RedisClient, LifecycleEvents) -> [any Service] = { _, _ in [] }
     ) -> Application<RouterResponder<SessionRequestContext>> {
         let events = RedisEventLog(logger: logger, endpoint: configuration.redis.description)
         let nearCache = configuration.nearCache.map { NearCache(maxEntries: $0.maxEntries, maxAge: TimeAmount($0.maxAge)) }
@@ -56,12 +59,7 @@ public enum SessionService {
         )
         routes.add(to: router)
         var services = services
-        if let webhook = configuration.events.webhook {
-            services.append(WebhookDispatcher(events: lifecycle, redis: redis, settings: webhook, logger: logger))
-        } else if lifecycle.usesOutboxes {
-            // No delivery, but a Cluster's outboxes still feed the stream for whoever reads it.
-            services.append(OutboxSweeper(events: lifecycle))
-        }
+        services += eventServices(redis, lifecycle)
         if let admin = configuration.admin {
             // Its own listener: the public port never routes /v1/admin/* (404 there).
             let adminRouter = Router(context: SessionRequestContext.self)

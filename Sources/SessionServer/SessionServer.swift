@@ -9,6 +9,7 @@ import ServiceLifecycle
 import ServiceSettings
 import SessionCore
 import SessionHTTP
+import SessionWebhooks
 
 /// `session-service`: reads its configuration (environment, then flags), sets up logging and metrics,
 /// and serves until SIGTERM or SIGINT, which drain in-flight requests before Redis closes; exits 0.
@@ -77,7 +78,14 @@ struct SessionServer {
         }
 
         let app = SessionService.makeApplication(
-            configuration: configuration, logger: logger, metricsText: { registry.emitToString() }, services: tracing.map { [$0] } ?? []
+            configuration: configuration, logger: logger, metricsText: { registry.emitToString() }, services: tracing.map { [$0] } ?? [],
+            eventServices: { redis, events in
+                if let webhook = options.webhookSettings {
+                    return [WebhookDispatcher(events: events, redis: redis, settings: webhook, logger: logger)]
+                }
+                // No delivery, but a Cluster's outboxes still feed the stream for whoever reads it.
+                return events.usesOutboxes ? [OutboxSweeper(events: events)] : []
+            }
         )
         logger.info(
             "starting",
