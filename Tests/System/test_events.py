@@ -6,6 +6,7 @@ Cluster — every acknowledged operation's event delivered.
 import base64
 import os
 import random
+import signal
 import threading
 import time
 import urllib.request
@@ -237,7 +238,7 @@ def test_dead_letters_are_listed_and_requeued(redis, instances, ports, checks):
                                   pytest.param("cluster", marks=pytest.mark.failover)])
 def test_a_killed_instance_loses_no_acknowledged_event(kind, redis, shape, instances, ports, checks):
     """Three instances, 1,000 logins and logouts spread over them; one SIGKILLed at a random moment (and, on Sentinel,
-    the master failed over meanwhile): every acknowledged operation's event is delivered."""
+    the master SIGKILLed and failed over meanwhile): every acknowledged operation's event is delivered."""
     receiver = Receiver(ports())
     extra = {}
     if kind == "node":
@@ -260,7 +261,7 @@ def test_a_killed_instance_loses_no_acknowledged_event(kind, redis, shape, insta
     victim = random.choice(nodes)
     kill_at = random.randint(100, 400)
     acknowledged, lock = set(), threading.Lock()
-    operations = [0]
+    operations, killed, failed_over = [0], [], []
 
     def worker(offset):
         for i in range(offset, 500, 4):
@@ -272,10 +273,12 @@ def test_a_killed_instance_loses_no_acknowledged_event(kind, redis, shape, insta
                 if status == 200:
                     instances.secrets.add(body["token"])
                     acknowledged.add(("session.created", body["session_id"]))
-                if operations[0] == kill_at and victim.alive():
-                    victim.kill()
-                if kind == "sentinel" and operations[0] == kill_at + 50:
-                    threading.Thread(target=lambda: the_shape_failover(the_shape), daemon=True).start()
+                # (>=: the counter also moves on logouts, so an exact value could be skipped.)
+                if operations[0] >= kill_at and not killed:
+                    killed.append(victim.kill())
+                if kind == "sentinel" and operations[0] >= kill_at + 50 and not failed_over:
+                    failed_over.append(threading.Thread(target=lambda: the_shape_failover(the_shape), daemon=True))
+                    failed_over[0].start()
             if status != 200:
                 continue
             live = [n for n in nodes if n.alive()]
@@ -293,6 +296,7 @@ def test_a_killed_instance_loses_no_acknowledged_event(kind, redis, shape, insta
     delivered = receiver.wait_for(lambda events: acknowledged <= {(e["type"], e.get("session_id")) for e in events.values()}, 60)
     events = receiver.events()
     missing = acknowledged - {(e["type"], e.get("session_id")) for e in events.values()}
+    checks(f"{kind}: an instance was SIGKILLed during the burst", killed and not victim.alive())
     checks.measure(f"{kind}: {operations[0]} operations, {len(acknowledged)} acknowledged, instance killed after {kill_at}; "
                    f"{len(events)} events delivered ({len(receiver.deliveries)} deliveries), {len(missing)} acknowledged missing")
     if kind == "sentinel":
@@ -319,13 +323,10 @@ def sentinel_master(the_shape):
 
 
 def the_shape_failover(the_shape):
-    """SENTINEL FAILOVER: the master hands over to a replica while the burst goes on — asked again until the master
-    changes (a sentinel refuses while a replica's state is stale, NOGOODSLAVE, or a failover is in progress)."""
-    before = sentinel_master(the_shape)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and sentinel_master(the_shape) == before:
-        sentinel_cli(the_shape, "SENTINEL", "FAILOVER", "mymaster")
-        for _ in range(10):
-            if sentinel_master(the_shape) != before:
-                return
-            time.sleep(0.3)
+    """The master SIGKILLed during the burst: the sentinels promote a replica (down-after-milliseconds 1000). (A manual
+    SENTINEL FAILOVER was refused for a minute at a time under CI's load.)"""
+    port = int(sentinel_master(the_shape))
+    for restart in the_shape.folder.rglob("restart"):
+        if f"--port {port} " in restart.read_text():
+            os.kill(int((restart.parent / "redis.pid").read_text()), signal.SIGKILL)
+            return
