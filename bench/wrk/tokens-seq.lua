@@ -3,16 +3,7 @@ local tokens = {}
 for line in io.lines(os.getenv("TOKENS_FILE")) do
     if #line > 0 then tokens[#tokens + 1] = line end
 end
-local counter = 0
-
-function setup(thread)
-    thread:set("offset", counter)
-    counter = counter + 1
-end
-
-function init(args)
-    position = offset or 0
-end
+dofile(os.getenv("BENCH_WRK_DIR") .. "/threads.lua")
 
 function request()
     position = position + 2
